@@ -1,0 +1,1 @@
+"""The nmcp gateway: one HTTP endpoint for every MCP server (the data plane)."""

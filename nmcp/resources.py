@@ -1,0 +1,286 @@
+"""The resource model shared by the hooks, the gateway and `nmcp up`.
+
+MCPServer and MCPPool arrive as plain dicts (a webhook body, an API response, a YAML file); this
+module reads them into small frozen views with their defaults resolved, so that no other module
+re-parses a duration or guesses a default. It also names the annotations through which the
+gateway signals demand: Metacontroller owns `.status`, so the gateway never writes it.
+
+Pure: no I/O, no clock reads, no Flask, gevent or requests.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+GROUP = "nmcp.nwrx.io"
+VERSION = "v1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Demand and activity, written by the gateway as annotations on the MCPServer (RFC 3339 times).
+ANN_REQUESTED_AT = f"{GROUP}/requested-at"  # a client needs the server running
+ANN_LAST_ACTIVE_AT = f"{GROUP}/last-active-at"  # the server served a request
+ANN_STOP_REQUESTED_AT = f"{GROUP}/stop-requested-at"  # someone asked for it to stop
+ANN_SESSIONS = f"{GROUP}/sessions"  # open client sessions (an integer)
+
+# Labels on the Pods and Services made for a server.
+LABEL_SERVER = f"{GROUP}/server"
+LABEL_POOL = f"{GROUP}/pool"
+
+TRANSPORTS = ("stdio", "sse", "streamable-http")
+DEFAULT_PATHS = {"sse": "/sse", "streamable-http": "/mcp"}
+
+# Used only when the CRD's defaults were not applied (an old object, a hand-written fixture).
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_START_TIMEOUT = 120.0
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class SpecError(ValueError):
+    """A spec value the schema let through but nmcp cannot use; `field` names where it is."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def parse_duration(value: int | float | str, field: str = "duration") -> float:
+    """Seconds in `60`, `"60"`, `"60s"`, `"1m30s"` or `"500ms"`; SpecError otherwise."""
+    if isinstance(value, bool):
+        raise SpecError(field, f"expected a duration, got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise SpecError(field, f"must not be negative, got {value}")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return float(text)
+        total, pos = 0.0, 0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != pos:
+                break
+            total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if text and pos == len(text):
+            return total
+    raise SpecError(field, f"expected a duration such as 60s, 5m or 1h30m, got {value!r}")
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest readable form: 90 -> `1m30s`, 0.5 -> `500ms`."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    return text + (f"{secs}s" if secs or not text else "")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp as an aware datetime; None for missing or unreadable values."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with a Z, to the second, as Kubernetes writes timestamps."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_time_precise(value: datetime) -> str:
+    """RFC 3339 in UTC with microseconds, for annotations whose order matters within a second."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Transport:
+    type: str = "stdio"
+    port: int | None = None
+    path: str | None = None
+
+    @property
+    def is_http(self) -> bool:
+        return self.type != "stdio"
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What the gateway has said about a server, read from its annotations."""
+
+    requested_at: datetime | None = None
+    last_active_at: datetime | None = None
+    stop_requested_at: datetime | None = None
+    sessions: int = 0
+
+    @property
+    def last_demand(self) -> datetime | None:
+        """The latest moment anyone needed the server."""
+        times = [t for t in (self.requested_at, self.last_active_at) if t]
+        return max(times) if times else None
+
+    @property
+    def stopped_by_request(self) -> bool:
+        """A stop request newer than any demand holds until demand comes again."""
+        last = self.last_demand
+        return self.stop_requested_at is not None and (last is None or self.stop_requested_at >= last)
+
+    @classmethod
+    def from_annotations(cls, annotations: Mapping[str, Any] | None) -> Demand:
+        annotations = annotations or {}
+        try:
+            sessions = max(0, int(annotations.get(ANN_SESSIONS, 0)))
+        except (TypeError, ValueError):
+            sessions = 0
+        return cls(
+            requested_at=parse_time(annotations.get(ANN_REQUESTED_AT)),
+            last_active_at=parse_time(annotations.get(ANN_LAST_ACTIVE_AT)),
+            stop_requested_at=parse_time(annotations.get(ANN_STOP_REQUESTED_AT)),
+            sessions=sessions,
+        )
+
+
+@dataclass(frozen=True)
+class Server:
+    """An MCPServer with its spec read and checked; `problems` lists what makes it unrunnable."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    pool: str
+    image: str | None
+    command: tuple[str, ...]
+    args: tuple[str, ...]
+    env: tuple[dict[str, Any], ...]
+    transport: Transport
+    idle_timeout: float | None  # None: take the pool's default
+    start_timeout: float
+    isolation: str
+    resources: dict[str, Any] | None
+    security_context: dict[str, Any] | None
+    demand: Demand
+    deleting: bool
+    labels: dict[str, str] = field(default_factory=dict)
+    problems: tuple[SpecError, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def idle_timeout_in(self, pool: Pool | None) -> float:
+        if self.idle_timeout is not None:
+            return self.idle_timeout
+        return pool.default_idle_timeout if pool else DEFAULT_IDLE_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    max_active: int
+    max_idle: int
+    default_idle_timeout: float
+    default_resources: dict[str, Any] | None
+    deleting: bool
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> Server:
+    """Read an MCPServer dict. Never raises for a bad spec: problems are collected instead."""
+    meta = _metadata(obj)
+    spec = obj.get("spec") if isinstance(obj.get("spec"), Mapping) else {}
+    problems: list[SpecError] = []
+
+    def duration(name: str) -> float | None:
+        raw = spec.get(name)
+        if raw is None:
+            return None
+        try:
+            return parse_duration(raw, f"spec.{name}")
+        except SpecError as err:
+            problems.append(err)
+            return None
+
+    raw_transport = spec.get("transport") if isinstance(spec.get("transport"), Mapping) else {}
+    ttype = raw_transport.get("type", "stdio")
+    port = raw_transport.get("port")
+    if ttype not in TRANSPORTS:
+        known = ", ".join(TRANSPORTS)
+        problems.append(SpecError("spec.transport.type", f"unknown transport {ttype!r}; use one of {known}"))
+        ttype = "stdio"
+    if ttype != "stdio" and not isinstance(port, int):
+        problems.append(SpecError("spec.transport.port", f"the {ttype} transport needs a port"))
+    path = raw_transport.get("path") or DEFAULT_PATHS.get(ttype)
+    transport = Transport(type=ttype, port=port if isinstance(port, int) else None, path=path)
+
+    image = spec.get("image") or None
+    command = tuple(str(c) for c in spec.get("command") or ())
+    if not image and not command:
+        problems.append(SpecError("spec", "set an image (Kubernetes) or a command (local runtime)"))
+
+    start_timeout = duration("startTimeout")
+    labels = meta.get("labels") if isinstance(meta.get("labels"), Mapping) else {}
+    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), Mapping) else None
+    return Server(
+        name=str(meta.get("name", "")),
+        namespace=str(meta.get("namespace") or default_namespace),
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 0),
+        pool=str(spec.get("pool") or "default"),
+        image=image,
+        command=command,
+        args=tuple(str(a) for a in spec.get("args") or ()),
+        env=tuple(dict(e) for e in spec.get("env") or () if isinstance(e, Mapping)),
+        transport=transport,
+        idle_timeout=duration("idleTimeout"),
+        start_timeout=start_timeout if start_timeout else DEFAULT_START_TIMEOUT,
+        isolation=str(spec.get("isolation") or "shared"),
+        resources=dict(spec["resources"]) if isinstance(spec.get("resources"), Mapping) else None,
+        security_context=dict(spec["securityContext"]) if isinstance(spec.get("securityContext"), Mapping) else None,
+        demand=Demand.from_annotations(annotations),
+        deleting=bool(meta.get("deletionTimestamp")),
+        labels={str(k): str(v) for k, v in labels.items()},
+        problems=tuple(problems),
+    )
+
+
+def read_pool(obj: Mapping[str, Any], default_namespace: str = "default") -> Pool:
+    """Read an MCPPool dict; unusable values fall back to the CRD's defaults."""
+    meta = _metadata(obj)
+    spec = obj.get("spec") if isinstance(obj.get("spec"), Mapping) else {}
+    try:
+        idle = parse_duration(spec.get("defaultIdleTimeout", DEFAULT_IDLE_TIMEOUT), "spec.defaultIdleTimeout")
+    except SpecError:
+        idle = DEFAULT_IDLE_TIMEOUT
+    max_active = spec.get("maxActive", 10)
+    max_idle = spec.get("maxIdle", 2)
+    return Pool(
+        name=str(meta.get("name", "")),
+        namespace=str(meta.get("namespace") or default_namespace),
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 0),
+        max_active=max_active if isinstance(max_active, int) and max_active >= 0 else 10,
+        max_idle=max_idle if isinstance(max_idle, int) and max_idle >= 0 else 2,
+        default_idle_timeout=idle,
+        default_resources=dict(spec["defaultResources"]) if isinstance(spec.get("defaultResources"), Mapping) else None,
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
