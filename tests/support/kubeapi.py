@@ -216,8 +216,8 @@ class KubeAPI:
                 kubeconfig: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this API server (as admin unless another kubeconfig is given)."""
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-        proc = subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig or self.kubeconfig), *args], input=input,
-                              capture_output=True, text=True, env=env, timeout=timeout)
+        argv = [KUBECTL, "--kubeconfig", str(kubeconfig or self.kubeconfig), *args]
+        proc = subprocess.run(argv, check=False, input=input, capture_output=True, text=True, env=env, timeout=timeout)
         if check and proc.returncode != 0:
             raise KubeAPIError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
         return proc
