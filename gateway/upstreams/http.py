@@ -190,6 +190,20 @@ class SseParser:
         return event
 
 
+@dataclass
+class _Resumable:
+    """Where an event stream stopped: what reopening it needs."""
+
+    last_id: str | None = None
+    retry: float | None = None  # seconds, as the server asked with `retry`
+
+    def see(self, event: SseEvent) -> None:
+        if event.id is not None:
+            self.last_id = event.id
+        if event.retry is not None:
+            self.retry = event.retry / 1000
+
+
 # --- JSON-RPC -----------------------------------------------------------------------------------
 
 
@@ -522,7 +536,7 @@ class StreamableHttpUpstream(_HttpUpstream):
         self.session_id: str | None = None
         self.protocol_version: str | None = None
         self._initialize_id: Any = None
-        self._listening = False
+        self._listening = threading.Event()
 
     def send(self, message: bytes) -> None:
         """POST one message. Requests are answered on their own thread (an answer may take as long
@@ -548,9 +562,11 @@ class StreamableHttpUpstream(_HttpUpstream):
                 return
             if _media_type(response) == "application/json":
                 self._deliver(response.content)
-        if doc.get("method") == "notifications/initialized" and not self._listening:
-            self._listening = True
+        if doc.get("method") == "notifications/initialized" and not self._listening.is_set():
+            # Wait until the GET stream is open (or refused): a server drops what it sends outside
+            # any request while no GET stream is open, and the bridge's next request may trigger that.
             self._spawn(self._listen)
+            self._listening.wait(self.settings.connect_timeout)
 
     def _headers(self, accept: str) -> dict[str, str]:
         headers = {"Accept": accept}
@@ -609,20 +625,19 @@ class StreamableHttpUpstream(_HttpUpstream):
 
     def _answer_stream(self, response: requests.Response, request_id: Any) -> None:
         """Read a request's SSE answer; resume it with GET + Last-Event-ID until the response came."""
-        state: dict[str, Any] = {"answered": False, "last_id": None, "retry": None}
+        where = _Resumable()
+        answered = False
 
         def on_event(event: SseEvent) -> None:
-            if event.id is not None:
-                state["last_id"] = event.id
-            if event.retry is not None:
-                state["retry"] = event.retry / 1000
+            nonlocal answered
+            where.see(event)
             if event.event == "message" and any(answers(m, request_id) for m in self._deliver(event.data)):
-                state["answered"] = True
+                answered = True
 
         clean = self._pump(response, on_event)
         response.close()
-        while not state["answered"] and not self._closing.is_set() and not self._ended.is_set():
-            if state["last_id"] is None:
+        while not answered and not self._closing.is_set() and not self._ended.is_set():
+            if where.last_id is None:
                 if clean:
                     self._fail(request_id, "the server closed the answer stream without answering")
                 else:
@@ -630,9 +645,9 @@ class StreamableHttpUpstream(_HttpUpstream):
                 return
             # The server ended the connection, not the stream (2025-11-25 polling), or it dropped:
             # either way the rest is replayed after the last event id we saw.
-            if clean and self._closing.wait(state["retry"] or 0):
+            if clean and self._closing.wait(where.retry or 0):
                 return
-            resumed = self._resume(state["last_id"])
+            resumed = self._resume(where.last_id)
             if resumed is None:
                 return
             with resumed:
@@ -654,44 +669,44 @@ class StreamableHttpUpstream(_HttpUpstream):
 
     def _listen(self) -> None:
         """Hold the GET stream open for messages tied to no request, reopening it when it ends."""
-        last_id: str | None = None
-        delay = self.settings.reconnect_delay
+        where = _Resumable()
 
         def on_event(event: SseEvent) -> None:
-            nonlocal last_id, delay
-            if event.id is not None:
-                last_id = event.id
-            if event.retry is not None:
-                delay = event.retry / 1000
+            where.see(event)
             if event.event == "message":
                 self._deliver(event.data)
 
-        while not self._closing.is_set() and not self._ended.is_set():
-            headers = self._headers("text/event-stream")
-            if last_id is not None:
-                headers["Last-Event-ID"] = last_id
-            try:
-                response = self._http.get(self.url, headers=headers, stream=True,
-                                          timeout=(self.settings.connect_timeout, None))
-            except requests.RequestException as exc:
-                self._lost(f"the GET stream cannot reconnect: {exc}")
-                return
-            with response:
-                if response.status_code == 405:
-                    log.debug("upstream %s offers no GET stream", self.url)
+        try:
+            while not self._closing.is_set() and not self._ended.is_set():
+                headers = self._headers("text/event-stream")
+                if where.last_id is not None:
+                    headers["Last-Event-ID"] = where.last_id
+                try:
+                    response = self._http.get(self.url, headers=headers, stream=True,
+                                              timeout=(self.settings.connect_timeout, None))
+                except requests.RequestException as exc:
+                    self._lost(f"the GET stream cannot reconnect: {exc}")
                     return
-                if response.status_code == 404:
-                    self._lost("the server no longer knows this session (404)")
+                self._listening.set()
+                with response:
+                    if response.status_code == 405:
+                        log.debug("upstream %s offers no GET stream", self.url)
+                        return
+                    if response.status_code == 404:
+                        self._lost("the server no longer knows this session (404)")
+                        return
+                    if not response.ok or _media_type(response) != "text/event-stream":
+                        log.warning("upstream %s: no GET stream: HTTP %s: %s", self.url, response.status_code,
+                                    _snippet(response))
+                        return
+                    clean = self._pump(response, on_event)
+                # A clean end is the server's choice (polling): come back after its retry delay. A broken
+                # stream is retried at once: if the server died, the reconnect fails and ends the upstream.
+                if clean and self._closing.wait(self.settings.reconnect_delay if where.retry is None
+                                                else where.retry):
                     return
-                if not response.ok or _media_type(response) != "text/event-stream":
-                    log.warning("upstream %s: no GET stream: HTTP %s: %s", self.url, response.status_code,
-                                _snippet(response))
-                    return
-                clean = self._pump(response, on_event)
-            # A clean end is the server's choice (polling): come back after its retry delay. A broken
-            # stream is retried at once: if the server died, the reconnect fails and ends the upstream.
-            if clean and self._closing.wait(delay):
-                return
+        finally:
+            self._listening.set()
 
     def _goodbye(self) -> None:
         if self.session_id is None or self._ended.is_set():
