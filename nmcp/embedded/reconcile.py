@@ -1,0 +1,323 @@
+"""The reconcile loop of `nmcp up`: Metacontroller's job, in one greenlet, against local processes.
+
+One pass does what Metacontroller does for every parent, in an order that lets one pass carry a
+demand all the way to a running process:
+
+1. apply the loaded manifests to the store (create, configure, mark removed ones as deleting);
+2. for each MCPPool: customize (which servers it relates), then sync (or finalize) with its owned
+   Pods and Services as children; write the returned status; carry out the returned children:
+   start a process for each desired Pod that does not exist, stop each owned Pod that is no
+   longer desired, and replace a Pod whose desired spec changed (the `Recreate` strategy);
+3. for each MCPServer: customize, then sync (or finalize) with its pool and the pool's Pods as
+   related objects; write the returned status and log every phase change.
+
+All lifecycle decisions come from `hooks.sync`; `plan_pods` (pure) only compares the desired
+children with the observed ones, as Metacontroller's child management does. A pass runs when
+something happens (demand, a process starting, exiting or stopping, a manifest changing) and at
+the earliest `resyncAfterSeconds` the hooks asked for. The loop is the only writer of statuses and
+the only place Pods are created, so pool admission is as race-free as in a cluster, where
+Metacontroller never syncs one parent twice at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import gevent
+import gevent.event
+
+from gateway.process import LogBuffer
+from hooks import sync as hooks
+from nmcp.embedded import controller as mc
+from nmcp.embedded.manifests import LoadResult, fingerprint, load
+from nmcp.embedded.observe import observed_pod
+from nmcp.embedded.pods import LocalPod
+from nmcp.embedded.store import POOL, SERVER, Store
+from nmcp.naming import child_name
+from nmcp.resources import format_time_precise
+
+log = logging.getLogger("nmcp.up")
+
+MIN_RESYNC = 0.05  # never spin, whatever a hook answers
+RESYNC_PERIOD = 300.0  # as resyncPeriodSeconds in metacontroller/controllers.yaml
+ERROR_RETRY = 1.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PodActions:
+    """What to do so that the observed Pods of a pool match the desired ones."""
+
+    create: tuple[dict[str, Any], ...]
+    delete: tuple[str, ...]  # Pod keys
+
+
+@dataclass(frozen=True)
+class ObservedPod:
+    desired: Mapping[str, Any]  # what it runs
+    owner: str
+    deleting: bool
+
+
+def plan_pods(owner: str, desired: Sequence[Mapping[str, Any]], observed: Mapping[str, ObservedPod]) -> PodActions:
+    """Metacontroller's child management for one parent's Pods, with the `Recreate` strategy.
+
+    An owned Pod not desired is deleted; a desired Pod whose spec differs from the running one is
+    deleted and created again by a later pass once it is gone; a desired Pod is created when no
+    Pod of that name exists (a terminating one, or one another pool still owns, blocks it).
+    """
+    wanted = {mc.object_key(pod): pod for pod in desired}
+    delete = [key for key, pod in observed.items()
+              if pod.owner == owner and not pod.deleting
+              and (key not in wanted or _runs(pod.desired) != _runs(wanted[key]))]
+    create = [dict(pod) for key, pod in wanted.items() if key not in observed]
+    return PodActions(tuple(create), tuple(sorted(delete)))
+
+
+def _runs(pod: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The parts of a Pod that decide what runs; a change in them replaces the process."""
+    return pod.get("spec"), (pod.get("metadata") or {}).get("labels")
+
+
+def _phase_of(obj: Mapping[str, Any] | None) -> tuple[str, str, str]:
+    status = (obj or {}).get("status") or {}
+    ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), {})
+    return str(status.get("phase") or ""), str(ready.get("reason") or ""), str(ready.get("message") or "")
+
+
+class Reconciler:
+    """The store, the local Pods and the loop that keeps them in line with the hooks' answers."""
+
+    def __init__(self, paths: Sequence[str], *, namespace: str = "default", poll_interval: float = 1.0,
+                 log_lines: int = 1000, extra_env: Mapping[str, str] | None = None, cwd: str | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self.paths = list(paths)
+        self.namespace = namespace
+        self.poll_interval = poll_interval
+        self.log_lines = log_lines
+        self.extra_env = dict(extra_env or {})
+        self.cwd = cwd
+        self.clock = clock
+        self.store = Store()
+        self.pods: dict[str, LocalPod] = {}
+        self.services: dict[str, dict[str, Any]] = {}  # observed Services (nothing runs for them locally)
+        self.service_owner: dict[str, str] = {}
+        self.logs: dict[str, LogBuffer] = {}  # by Pod key: a server's log survives its restarts
+        self.loaded = LoadResult((), ())
+        self.passes_started = 0
+        self.passes_completed = 0
+        self.last_error: str = ""
+        self._wake = gevent.event.Event()
+        self._changed = gevent.event.Event()
+        self._greenlets: list[gevent.Greenlet] = []
+        self._closed = False
+
+    # -- lifecycle of the loop ---------------------------------------------------------------------
+    def start(self) -> None:
+        self.reload()
+        self._greenlets.append(gevent.spawn(self._loop))
+        if self.poll_interval > 0:
+            self._greenlets.append(gevent.spawn(self._watch))
+
+    def kick(self) -> None:
+        """Run a pass soon (the loop coalesces kicks that arrive during a pass)."""
+        self._wake.set()
+
+    def wait_change(self, timeout: float | None) -> bool:
+        """Block the greenlet until a pass completes (True) or `timeout` passes (False)."""
+        return self._changed.wait(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._greenlets) and not self._greenlets[0].dead
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the loop and every process; returns once all are reaped (or `timeout` passed)."""
+        if self._closed:
+            return
+        self._closed = True
+        gevent.killall(self._greenlets)
+        pods = list(self.pods.values())
+        for pod in pods:
+            pod.delete()
+        gevent.wait([pod.gone for pod in pods], timeout=timeout)
+        log.info("stopped %d server process%s", len(pods), "" if len(pods) == 1 else "es")
+
+    def _loop(self) -> None:
+        delay: float | None = 0.0
+        while True:
+            self._wake.wait(delay)
+            self._wake.clear()
+            started = time.monotonic()
+            try:
+                delay = self.reconcile()
+                self.last_error = ""
+            except Exception as err:  # a bug in a hook: log it, keep serving, retry soon
+                log.exception("reconcile pass failed")
+                self.last_error = f"reconcile failed: {err}"
+                delay = ERROR_RETRY
+            delay = max(MIN_RESYNC, min(delay if delay is not None else RESYNC_PERIOD, RESYNC_PERIOD)
+                        - (time.monotonic() - started))
+
+    def _watch(self) -> None:
+        seen = fingerprint(self.paths)
+        while True:
+            gevent.sleep(self.poll_interval)
+            now = fingerprint(self.paths)
+            if now != seen:
+                seen = now
+                log.info("manifests changed; reloading", extra={"event": "reload"})
+                self.reload()
+
+    def reload(self) -> None:
+        """Read the manifests again; the next pass applies them."""
+        result = load(self.paths, self.namespace)
+        for problem in result.problems:
+            log.error("invalid manifest %s", problem, extra={
+                "event": "invalid_manifest", "file": problem.source, "document": problem.document,
+                "field": problem.field, "problem": problem.message, "object": problem.subject})
+        servers, pools = len(result.of_kind(SERVER)), len(result.of_kind(POOL))
+        log.info("loaded %d MCPServer%s and %d MCPPool%s from %s%s", servers, "" if servers == 1 else "s",
+                 pools, "" if pools == 1 else "s", ", ".join(self.paths),
+                 f" ({len(result.problems)} invalid)" if result.problems else "",
+                 extra={"event": "loaded", "servers": servers, "pools": pools, "invalid": len(result.problems)})
+        self.loaded = result
+        self.kick()
+
+    # -- one pass ----------------------------------------------------------------------------------
+    def reconcile(self) -> float | None:
+        """One pass over every pool, then every server; the seconds until the next one is due."""
+        self.passes_started += 1
+        now = self.clock()
+        for change in self.store.apply(self.loaded.manifests, now):
+            log.info("%s %s %s%s", change.kind, change.key, change.action,
+                     f" from {change.source}" if change.source else "",
+                     extra={"event": change.action, "kind": change.kind, "object": change.key})
+        resyncs: list[float] = []
+        self._collect_garbage()
+        for pool in self.store.pools():
+            resyncs.append(self._sync_pool(pool, now))
+        for server in self.store.servers():
+            resyncs.append(self._sync_server(server, now))
+        self.passes_completed += 1
+        changed, self._changed = self._changed, gevent.event.Event()
+        changed.set()
+        due = [r for r in resyncs if r]
+        return min(due) if due else None
+
+    def _world(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            mc.SERVERS: self.store.servers(),
+            mc.POOLS: self.store.pools(),
+            mc.PODS: [observed_pod(pod.snapshot()) for pod in self.pods.values()],
+            mc.SERVICES: list(self.services.values()),
+        }
+
+    def _collect_garbage(self) -> None:
+        """Pods and Services whose pool no longer exists go, as the garbage collector removes them."""
+        pools = {mc.object_key(p) for p in self.store.pools()}
+        for pod in list(self.pods.values()):
+            if pod.owner not in pools and not pod.deleting:
+                pod.delete()
+        for key in [k for k, owner in self.service_owner.items() if owner not in pools]:
+            self.services.pop(key, None)
+            self.service_owner.pop(key, None)
+
+    def _sync_pool(self, pool: dict[str, Any], now: datetime) -> float:
+        key = mc.object_key(pool)
+        world = self._world()
+        rules = hooks.customize_pool(mc.customize_request(mc.POOL_CONTROLLER, pool)).get("relatedResources") or []
+        related = mc.select_related(rules, world)
+        children = {
+            mc.PODS: mc.keyed(observed_pod(p.snapshot()) for p in self.pods.values() if p.owner == key),
+            mc.SERVICES: mc.keyed(s for k, s in self.services.items() if self.service_owner.get(k) == key),
+        }
+        request = mc.sync_request(mc.POOL_CONTROLLER, pool, children, related)
+        response = hooks.sync_pool(request, now)
+        old = dict(pool.get("status") or {})
+        self.store.set_status(POOL, key, response.get("status"))
+        self._log_pool(key, old, pool.get("status") or {})
+        desired = list(response.get("children") or [])
+        self._apply_services(key, [c for c in desired if c.get("kind") == "Service"], now)
+        observed = {k: ObservedPod(p.desired, p.owner, p.deleting) for k, p in self.pods.items()}
+        actions = plan_pods(key, [c for c in desired if c.get("kind") == "Pod"], observed)
+        for pod_key in actions.delete:
+            log.info("pod %s: stopping", pod_key, extra={"event": "pod_delete", "pod": pod_key, "pool": key})
+            self.pods[pod_key].delete()
+        for desired_pod in actions.create:
+            self._create_pod(key, desired_pod)
+        if request["finalizing"] and response.get("finalized"):
+            log.info("MCPPool %s deleted", key, extra={"event": "deleted", "kind": POOL, "object": key})
+            self.store.remove(POOL, key)
+        return float(response.get("resyncAfterSeconds") or 0)
+
+    def _create_pod(self, owner: str, desired: dict[str, Any]) -> None:
+        key = mc.object_key(desired)
+        buffer = self.logs.setdefault(key, LogBuffer(self.log_lines))
+        pod = LocalPod(desired, owner=owner, log_buffer=buffer, on_change=self._pod_changed, clock=self.clock,
+                       extra_env=self.extra_env, cwd=self.cwd)
+        self.pods[key] = pod
+        log.info("pod %s: starting %s", key, " ".join(pod.command),
+                 extra={"event": "pod_create", "pod": key, "pool": owner, "command": pod.command})
+
+    def _pod_changed(self) -> None:
+        for key in [k for k, p in self.pods.items() if p.gone.is_set()]:
+            del self.pods[key]
+        self.kick()
+
+    def _apply_services(self, owner: str, desired: Iterable[dict[str, Any]], now: datetime) -> None:
+        wanted = {mc.object_key(s): s for s in desired}
+        for key in [k for k, o in self.service_owner.items() if o == owner and k not in wanted]:
+            self.services.pop(key, None)
+            self.service_owner.pop(key, None)
+        for key, service in wanted.items():
+            if key not in self.services and key not in self.service_owner:
+                observed = {**service, "metadata": {**service.get("metadata", {}),
+                                                    "creationTimestamp": format_time_precise(now)}}
+                self.services[key] = observed
+                self.service_owner[key] = owner
+
+    def _sync_server(self, server: dict[str, Any], now: datetime) -> float:
+        key = mc.object_key(server)
+        rules = hooks.customize_server(mc.customize_request(mc.SERVER_CONTROLLER, server)).get("relatedResources")
+        related = mc.select_related(rules or [], self._world())
+        request = mc.sync_request(mc.SERVER_CONTROLLER, server, {}, related)
+        response = hooks.sync_server(request, now)
+        before = _phase_of(server)
+        self.store.set_status(SERVER, key, response.get("status"))
+        after = _phase_of(server)
+        if after[0] != before[0]:
+            phase, reason, message = after
+            log.info("server %s: %s -> %s (%s: %s)", key, before[0] or "New", phase, reason, message, extra={
+                "event": "phase", "server": key, "from": before[0] or None, "to": phase,
+                "reason": reason, "detail": message})
+        if request["finalizing"] and response.get("finalized"):
+            log.info("MCPServer %s deleted", key, extra={"event": "deleted", "kind": SERVER, "object": key})
+            self.store.remove(SERVER, key)
+            self.logs.pop(f"{server['metadata']['namespace']}/{child_name(server['metadata']['name'])}", None)
+        return float(response.get("resyncAfterSeconds") or 0)
+
+    def _log_pool(self, key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        counts = ("active", "idle", "waiting", "stopped", "servers")
+        if all(old.get(c) == new.get(c) for c in counts):
+            return
+        log.info("pool %s: %s", key, ", ".join(f"{c} {new.get(c, 0)}" for c in counts),
+                 extra={"event": "pool", "pool": key, **{c: new.get(c, 0) for c in counts}})
+
+    # -- what the runtime uses ---------------------------------------------------------------------
+    def annotate(self, key: str, values: Mapping[str, str], *, kick: bool = True) -> bool:
+        ok = self.store.annotate(SERVER, key, values)
+        if ok and kick:
+            self.kick()
+        return ok
+
+    def pod_of(self, namespace: str, pod_name: str) -> LocalPod | None:
+        return self.pods.get(f"{namespace}/{pod_name}")

@@ -1,0 +1,224 @@
+"""`EmbeddedRuntime`: the gateway's `Runtime` for `nmcp up`.
+
+The gateway talks to it as to any runtime; underneath, demand is written the way the gateway
+writes it in a cluster (annotations on the MCPServer, here in memory) and the reconcile loop's
+passes, driven by the hooks, decide what runs:
+
+* `request` sets `requested-at` and wakes the loop; `shutdown` sets `stop-requested-at`;
+* `touch` records the open sessions and, while the server runs, `last-active-at` (activity on a
+  server that is not running yet is not "served": writing it would make the pending request look
+  served, and the pool would withdraw its admission);
+* `wait_ready` waits, woken by each completed pass, for a pass that saw the demand to report
+  Ready, and fails at once with the Ready condition's reason and message when the server is
+  Degraded or will not start, or after the timeout with the reason it is still waiting
+  (e.g. `WaitingForCapacity`, "pool default has 2/2 servers running");
+* `connect` hands over the Pod's process (its stdio), or the URL of an HTTP server.
+
+Configuration (read once by `create_runtime`, from the gateway's `Config` and `NMCP_*`):
+`NMCP_MANIFESTS` (paths, `os.pathsep`-separated), `NMCP_LOG_FORMAT` (text | json),
+`NMCP_UP_POLL_INTERVAL` (seconds between manifest checks, 0 = no live reload; default 1),
+`NMCP_UP_NAMESPACE` (namespace of manifests that name none; default `default`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.process import LogBuffer
+from gateway.runtime import (
+    AmbiguousServer,
+    HttpEndpoint,
+    ServerNotFound,
+    ServerRef,
+    ServerState,
+    StartFailed,
+    StdioConnection,
+)
+from nmcp.embedded import logs
+from nmcp.embedded.pods import search_path
+from nmcp.embedded.reconcile import Reconciler
+from nmcp.embedded.store import SERVER
+from nmcp.naming import child_name
+from nmcp.resources import (
+    ANN_LAST_ACTIVE_AT,
+    ANN_REQUESTED_AT,
+    ANN_SESSIONS,
+    ANN_STOP_REQUESTED_AT,
+    format_time_precise,
+    read_server,
+)
+
+if TYPE_CHECKING:
+    from gateway.config import Config
+
+READY, DEGRADED, IDLE = "Ready", "Degraded", "Idle"
+
+
+def _ready_condition(status: dict[str, Any]) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), {})
+
+
+class EmbeddedRuntime:
+    """Servers of `nmcp up` (see the module docstring)."""
+
+    def __init__(self, reconciler: Reconciler) -> None:
+        self.loop = reconciler
+
+    # -- what exists ---------------------------------------------------------------------------
+    def _object(self, ref: ServerRef) -> dict[str, Any]:
+        obj = self.loop.store.get(SERVER, str(ref))
+        if obj is None:
+            raise ServerNotFound(f"no MCPServer {ref}")
+        return obj
+
+    def _state(self, obj: dict[str, Any]) -> ServerState:
+        server = read_server(obj)
+        status = obj.get("status") or {}
+        ready = _ready_condition(status)
+        pod = self.loop.pod_of(server.namespace, child_name(server.name))
+        extra: dict[str, Any] = {
+            "pool": server.pool,
+            "generation": server.generation,
+            "conditions": status.get("conditions") or [],
+        }
+        for name in ("requestedAt", "startedAt", "stoppedAt", "podName"):
+            if status.get(name):
+                extra[name] = status[name]
+        if pod is not None and pod.process is not None:
+            extra["pid"] = pod.process.pid
+        if obj["metadata"].get("deletionTimestamp"):
+            extra["deleting"] = True
+        return ServerState(
+            server=server,
+            phase=str(status.get("phase") or IDLE),
+            reason=str(ready.get("reason") or ""),
+            message=str(ready.get("message") or ""),
+            sessions=server.demand.sessions,
+            last_active_at=server.demand.last_active_at,
+            extra=extra,
+        )
+
+    def list_servers(self) -> list[ServerState]:
+        servers = sorted(self.loop.store.servers(), key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+        return [self._state(obj) for obj in servers]
+
+    def resolve(self, name: str, namespace: str | None = None) -> ServerRef:
+        found = [ServerRef(o["metadata"]["namespace"], o["metadata"]["name"]) for o in self.loop.store.servers()]
+        matches = [ref for ref in found if ref.name == name and namespace in (None, ref.namespace)]
+        if not matches:
+            where = f" in namespace {namespace}" if namespace else ""
+            raise ServerNotFound(f"no MCPServer named {name!r}{where}")
+        if len(matches) > 1:
+            spaces = ", ".join(sorted(r.namespace for r in matches))
+            raise AmbiguousServer(f"{name!r} exists in several namespaces ({spaces}); "
+                                  f"use /api/v1/namespaces/<namespace>/servers/{name}")
+        return matches[0]
+
+    def get(self, ref: ServerRef) -> ServerState:
+        return self._state(self._object(ref))
+
+    # -- demand --------------------------------------------------------------------------------
+    def _now(self) -> str:
+        return format_time_precise(self.loop.clock())
+
+    def request(self, ref: ServerRef) -> None:
+        self._object(ref)
+        self.loop.annotate(str(ref), {ANN_REQUESTED_AT: self._now()})
+
+    def shutdown(self, ref: ServerRef) -> None:
+        self._object(ref)
+        self.loop.annotate(str(ref), {ANN_STOP_REQUESTED_AT: self._now()})
+
+    def touch(self, ref: ServerRef, sessions: int) -> None:
+        obj = self._object(ref)
+        annotations = obj["metadata"].get("annotations") or {}
+        values = {ANN_SESSIONS: str(max(0, sessions))}
+        if (obj.get("status") or {}).get("phase") == READY:
+            values[ANN_LAST_ACTIVE_AT] = self._now()
+        # Activity only moves the idle deadline, which the loop reads when it wakes anyway; a new
+        # session count can change maxIdle eviction, so that one wakes it now.
+        self.loop.annotate(str(ref), values, kick=annotations.get(ANN_SESSIONS) != values[ANN_SESSIONS])
+
+    def wait_ready(self, ref: ServerRef, timeout: float) -> ServerState:
+        deadline = time.monotonic() + timeout
+        seen_by = self.loop.passes_started + 1  # the first pass to start from now sees the demand
+        while True:
+            state = self.get(ref)
+            if self.loop.passes_completed >= seen_by:
+                if state.phase == READY and self._reachable(ref):
+                    return state
+                if state.phase == DEGRADED:
+                    raise StartFailed(f"{ref} cannot start: {state.message}", reason=state.reason)
+                if state.phase == IDLE:
+                    raise StartFailed(f"{ref} is not starting: {state.message}", reason=state.reason)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                why = f"{state.phase}, {state.reason}: {state.message}" if state.reason else state.phase
+                raise StartFailed(f"{ref} was not ready within {timeout:g}s ({why})",
+                                  reason=state.reason if state.phase == "Requested" else "StartTimeout")
+            self.loop.wait_change(min(remaining, 1.0))
+
+    def _reachable(self, ref: ServerRef) -> bool:
+        pod = self.loop.pod_of(ref.namespace, child_name(ref.name))
+        return pod is not None and pod.ready_process() is not None
+
+    def connect(self, ref: ServerRef, session: str | None = None) -> StdioConnection | HttpEndpoint:
+        server = read_server(self._object(ref))
+        if session is not None:
+            raise StartFailed(f"{ref}: isolation: session is not supported by nmcp up; use isolation: shared",
+                              reason="NotSupported")
+        pod = self.loop.pod_of(ref.namespace, child_name(ref.name))
+        process = pod.ready_process() if pod is not None else None
+        if process is None:
+            raise StartFailed(f"{ref} is not running", reason="NotRunning")
+        transport = server.transport
+        if transport.is_http:
+            return HttpEndpoint(f"http://127.0.0.1:{transport.port}{transport.path}", transport.type)
+        return process
+
+    def logs(self, ref: ServerRef, follow: bool) -> Iterator[str]:
+        self._object(ref)
+        key = f"{ref.namespace}/{child_name(ref.name)}"
+        buffer = self.loop.logs.setdefault(key, LogBuffer(self.loop.log_lines))
+        return buffer.lines(follow, poll=1.0 if follow else None)
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.loop.alive:
+            return False, "the reconcile loop is not running"
+        if self.loop.last_error:
+            return False, self.loop.last_error
+        return True, ""
+
+    def close(self) -> None:
+        self.loop.close()
+
+
+def _number(extra: dict[str, str], name: str, default: float) -> float:
+    raw = extra.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as err:
+        raise ValueError(f"{name}: expected a number of seconds, got {raw!r}") from err
+    if value < 0:
+        raise ValueError(f"{name}: must not be negative, got {raw!r}")
+    return value
+
+
+def create_runtime(config: Config) -> EmbeddedRuntime:
+    """The runtime of `nmcp up` (`NMCP_RUNTIME=nmcp.embedded.runtime:create_runtime`); starts the loop."""
+    extra = dict(config.extra)
+    logs.configure(extra.get("NMCP_LOG_FORMAT", "text"))
+    # Commands installed next to nmcp (the venv's bin) are found without activating the venv.
+    path = search_path([str(Path(sys.executable).parent)])
+    loop = Reconciler(list(config.manifests), namespace=extra.get("NMCP_UP_NAMESPACE", "default"),
+                      poll_interval=_number(extra, "NMCP_UP_POLL_INTERVAL", 1.0), log_lines=config.log_lines,
+                      extra_env=path, cwd=os.getcwd())
+    loop.start()
+    return EmbeddedRuntime(loop)
