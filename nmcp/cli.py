@@ -7,10 +7,11 @@ import sys
 
 import click
 import yaml
-from gateway.cli import gateway
-from hooks.cli import operator
 
 import crds
+from gateway.cli import gateway
+from hooks.cli import operator
+from nmcp.up import up
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -38,6 +39,7 @@ def export(kind: str, resource: str, fmt: str, output: click.utils.LazyFile) -> 
 
 main.add_command(operator)
 main.add_command(gateway)
+main.add_command(up)
 
 
 if __name__ == "__main__":
