@@ -215,13 +215,21 @@ def last_demand_key(server: Server) -> tuple[float, str]:
 
 
 def deadlines(server: Server, pool: Pool | None, pod: PodView | None) -> list[datetime]:
-    """Every moment at which this server's phase or the pool's plan for it may change."""
+    """Every moment at which this server's phase or the pool's plan for it may change by itself."""
+    demand = server.demand
+    if server.deleting or demand.stopped_by_request:
+        return []  # only new demand changes anything, and an annotation change syncs anyway
     found: list[datetime | None] = []
-    if pod is not None and not pod.terminating:
+    if pod is not None and not pod.terminating and not pod.failed:
         found.append(idle_deadline(server, pool, pod))
         if pod.starting:
             found.append(start_deadline(server, pod))
-    found.append(request_expiry(server))
+    unserved = demand.requested_at is not None and (demand.last_active_at is None
+                                                    or demand.requested_at > demand.last_active_at)
+    if unserved:
+        found.append(request_expiry(server))  # an unserved request stops asking
+    elif pod is None and demand.last_demand is not None:
+        found.append(demand.last_demand + _seconds(server.idle_timeout_in(pool)))  # Stopped -> IdleTimeout
     return [d for d in found if d is not None]
 
 
@@ -341,6 +349,10 @@ def verdict(server: Server, pool: Pool | None, pod: PodView | None, *, pool_pods
     last = demand.last_demand
     if last is None:
         return result(IDLE, "NeverRequested", "no client has requested it yet")
+    requested = demand.requested_at
+    if requested is not None and (demand.last_active_at is None or requested > demand.last_active_at):
+        return result(IDLE, "RequestExpired", f"requested at {format_time(requested)} but not started within "
+                                              f"the start timeout of {server.start_timeout:g}s")
     timeout = server.idle_timeout_in(pool)
     if now >= last + _seconds(timeout):
         return result(IDLE, "IdleTimeout", f"no requests since {format_time(last)} (idle timeout {timeout:g}s)")
