@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import logging
 import os
 import signal
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LOG_LINES = 1000
 DEFAULT_STOP_GRACE = 5.0
+PR_SET_PDEATHSIG = 1
 
 
 class LogBuffer:
@@ -65,6 +68,12 @@ class LogBuffer:
                 yield ""
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the gateway dies without stopping us (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _spawn_env(env: Mapping[str, str] | None) -> dict[str, str]:
     # The server inherits the gateway's environment (PATH, HOME, proxies) with its own on top.
     return {**os.environ, **(env or {})}
@@ -86,6 +95,7 @@ class ServerProcess:
         self._proc = subprocess.Popen(
             [*command, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=_spawn_env(env), cwd=cwd, close_fds=True, start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         self.pid: int = self._proc.pid
         self._stderr_pump = gevent.spawn(self._pump_stderr)

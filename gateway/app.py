@@ -1,0 +1,96 @@
+"""The gateway's Flask application factory: `gunicorn "gateway.app:create_app()"`.
+
+Settings come from `NMCP_*` variables (gateway/config.py), read here once. The runtime is
+created with the app; `close_all()` (called by gunicorn.conf.py when the worker exits) stops
+every server process the runtime started.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import gevent
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from gateway import api, probes, sse, streamable
+from gateway.bridge import Hub
+from gateway.config import Config
+from gateway.runtime import RuntimeError_
+from gateway.runtimes import create_runtime
+from gateway.web import ApiError, Gateway, error_response
+
+log = logging.getLogger(__name__)
+SESSION_EXPIRY_INTERVAL = 60.0
+_apps: list[Gateway] = []
+
+
+def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
+    """The gateway app; `config` overrides the environment (a Config, or Config field values)."""
+    if config is None:
+        config = Config.from_env()
+    elif not isinstance(config, Config):
+        config = Config(**{**Config.from_env().__dict__, **dict(config)})
+    runtime = create_runtime(config.runtime, config)
+    gw = Gateway(config=config, runtime=runtime, hub=Hub(runtime, config.start_timeout))
+    _apps.append(gw)
+
+    app = Flask(__name__)
+    app.json.sort_keys = False
+    app.extensions["nmcp"] = gw
+    app.register_blueprint(probes.bp)
+    for prefix, suffix in (("/api/v1", ""), ("/api/v1/namespaces/<namespace>", "_ns")):
+        app.register_blueprint(api.servers, url_prefix=f"{prefix}/servers", name=f"servers{suffix}")
+        app.register_blueprint(api.server, url_prefix=f"{prefix}/servers/<name>", name=f"server{suffix}")
+        app.register_blueprint(sse.bp, url_prefix=f"{prefix}/servers/<name>", name=f"sse{suffix}")
+        app.register_blueprint(streamable.bp, url_prefix=f"{prefix}/servers/<name>", name=f"streamable{suffix}")
+    _register_errors(app)
+    gw.background.append(gevent.spawn(_expire_sessions, gw))
+    log.info("nmcp gateway: runtime %s, %d servers", config.runtime, len(runtime.list_servers()))
+    return app
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(err: ApiError) -> Response:
+        return error_response(err.status, err.code, err.message)
+
+    @app.errorhandler(RuntimeError_)
+    def runtime_error(err: RuntimeError_) -> Response:
+        return error_response(err.http_status, err.code, err.message, reason=err.reason)
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> Response:
+        code = (err.name or "error").lower().replace(" ", "_").replace("'", "")
+        response = error_response(err.code or 500, code, err.description or err.name)
+        if err.code == 405 and err.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(err.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    def internal_error(err: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", f"internal error: {type(err).__name__}")
+
+
+def _expire_sessions(gw: Gateway) -> None:
+    while True:
+        gevent.sleep(min(SESSION_EXPIRY_INTERVAL, gw.config.session_timeout))
+        try:
+            gw.hub.expire(gw.config.session_timeout)
+        except Exception:
+            log.exception("session expiry failed")
+
+
+def close_all() -> None:
+    """Stop what every app of this process started (gunicorn's worker_exit calls this)."""
+    while _apps:
+        gw = _apps.pop()
+        for greenlet in gw.background:
+            greenlet.kill(block=False)
+        try:
+            gw.hub.shutdown()
+        finally:
+            gw.runtime.close()

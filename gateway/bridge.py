@@ -1,0 +1,503 @@
+"""The session bridge: many client sessions on one upstream MCP session.
+
+A `Bridge` owns the upstream of one running server (or, for `isolation: session`, of one client
+session). It initializes the upstream once, declaring the client capabilities the gateway can
+route (sampling, elicitation, roots), and answers every client's `initialize` from that cached
+result; the client's `notifications/initialized` is swallowed. Client requests go upstream under
+fresh ids; `gateway.routing.route()` decides where each upstream message goes and the bridge
+carries the decision out (see routing.py for the rules).
+
+When the upstream ends (crash, shutdown, idle stop) every request in flight gets a JSON-RPC
+error at once, and the next request starts the server again (`runtime.request`, `wait_ready`,
+`connect`) and re-initializes it; client sessions live on, and resource subscriptions are
+renewed. A session that goes away leaves nothing behind: its requests in flight are cancelled
+upstream, server requests waiting on it are answered with an error, its subscriptions dropped.
+
+A `Session` is the client side: where the transports (SSE, Streamable HTTP) collect what to
+send to one client. Messages that belong to one request go to that request's stream when it
+has one (a Streamable HTTP POST answered with SSE); the rest go to the session's main stream.
+
+`Hub` holds every session and bridge of the gateway process (workers = 1: sessions live here).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.queue
+
+from gateway import routing
+from gateway.routing import Message, RequestId
+from gateway.runtime import HttpEndpoint, Runtime, RuntimeError_, ServerRef, StartFailed, StdioConnection
+from gateway.upstreams.stdio import Upstream
+
+log = logging.getLogger(__name__)
+
+GATEWAY_INFO = {"name": "nmcp-gateway", "version": "0.1.0"}
+# The revision the gateway speaks to upstream servers, and the ones it accepts from clients.
+UPSTREAM_PROTOCOL_VERSION = "2025-11-25"
+HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+MODERN_VERSIONS = ("2026-07-28",)
+UPSTREAM_CAPABILITIES = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": True}}
+MAIN_BACKLOG = 1000  # messages kept for a Streamable HTTP session while its GET stream is not open
+
+_seq = itertools.count(1)
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Closed:
+    """The end marker put on a stream's queue."""
+
+
+CLOSED = Closed()
+
+
+class Session:
+    """One client session: its negotiated state and the queues its transport drains."""
+
+    def __init__(self, session_id: str, ref: ServerRef, transport: str) -> None:
+        self.id = session_id
+        self.ref = ref
+        self.transport = transport  # sse, streamable-http, stateless
+        self.capabilities: frozenset[str] = frozenset()
+        self.protocol_version = ""
+        self.modern_method = ""  # the one request of a stateless (2026-07-28) session
+        self.client_info: dict[str, Any] = {}
+        self.closed = False
+        self.last_active = next(_seq)
+        self.touched_at = time.monotonic()
+        self.main: gevent.queue.Queue = gevent.queue.Queue()
+        self.main_attached = False  # a GET stream (or the SSE stream) is draining `main`
+        self.streams: dict[RequestId, gevent.queue.Queue] = {}
+        self.bridge: Bridge | None = None
+
+    def view(self) -> routing.SessionView:
+        return routing.SessionView(self.id, self.capabilities, self.last_active)
+
+    def touch(self) -> None:
+        self.last_active = next(_seq)
+        self.touched_at = time.monotonic()
+
+    def open_stream(self, request_id: RequestId) -> gevent.queue.Queue:
+        """A queue for everything that belongs to one request, until `close_stream`."""
+        queue: gevent.queue.Queue = gevent.queue.Queue()
+        self.streams[request_id] = queue
+        return queue
+
+    def close_stream(self, request_id: RequestId) -> None:
+        self.streams.pop(request_id, None)
+
+    def deliver(self, message: Message, related: RequestId | None = None) -> None:
+        if self.closed:
+            return
+        if self.transport == "stateless" and routing.kind(message) == "response":
+            message = routing.modern_response(self.modern_method, message)
+        stream = self.streams.get(related) if related is not None else None
+        if stream is not None:
+            stream.put(message)
+            return
+        if self.transport != "sse" and routing.kind(message) == "response":
+            # Streamable HTTP: a response goes only on its request's stream; that is gone.
+            log.debug("session %s: dropped the response to %r, its stream is closed", self.id, message.get("id"))
+            return
+        if self.transport == "streamable-http" and not self.main_attached and self.main.qsize() >= MAIN_BACKLOG:
+            self.main.get_nowait()  # nobody listens: keep the newest messages only
+        self.main.put(message)
+
+    def end(self) -> None:
+        """Wake every stream of this session with the end marker."""
+        self.closed = True
+        self.main.put(CLOSED)
+        for queue in list(self.streams.values()):
+            queue.put(CLOSED)
+
+
+class Bridge:
+    """The upstream of one server (or one isolated session) and the sessions it serves."""
+
+    def __init__(self, runtime: Runtime, ref: ServerRef, *, session_key: str | None = None,
+                 start_timeout: float = 120.0) -> None:
+        self.runtime = runtime
+        self.ref = ref
+        self.session_key = session_key  # set for an isolated (per-session) upstream
+        self.start_timeout = start_timeout
+        self.sessions: dict[str, Session] = {}
+        self.pending: dict[RequestId, routing.Pending] = {}
+        self.server_requests: dict[RequestId, str] = {}
+        self.subscriptions: dict[str, frozenset[str]] = {}
+        self.init_result: dict[str, Any] | None = None
+        self.restarts = 0
+        self._upstream: Upstream | None = None
+        self._ids = itertools.count(1)
+        self._internal: dict[RequestId, gevent.event.AsyncResult] = {}
+        self._start_lock = gevent.lock.RLock()
+        self._log_level: str | None = None
+
+    # -- the table route() reads ---------------------------------------------------------------
+    def table(self) -> routing.Table:
+        return routing.Table(
+            sessions={sid: s.view() for sid, s in self.sessions.items()},
+            pending=self.pending, server_requests=self.server_requests, subscriptions=self.subscriptions,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._upstream is not None and self._upstream.alive
+
+    # -- sessions --------------------------------------------------------------------------------
+    def attach(self, session: Session) -> None:
+        session.bridge = self
+        self.sessions[session.id] = session
+        self._touch_runtime()
+
+    def detach(self, session: Session) -> None:
+        """Forget a session: cancel its requests upstream, refuse what waits on it."""
+        if self.sessions.pop(session.id, None) is None:
+            return
+        up = self._upstream if self.running else None
+        for upstream_id, pending in list(self.pending.items()):
+            if pending.session == session.id:
+                del self.pending[upstream_id]
+                self._send(up, {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                "params": {"requestId": upstream_id, "reason": "the client went away"}})
+        for request_id, owner in list(self.server_requests.items()):
+            if owner == session.id:
+                del self.server_requests[request_id]
+                self._send(up, routing.error(request_id, routing.INTERNAL_ERROR, "the client session ended"))
+        for uri, subscribers in list(self.subscriptions.items()):
+            if session.id in subscribers:
+                rest = subscribers - {session.id}
+                if rest:
+                    self.subscriptions[uri] = rest
+                else:
+                    del self.subscriptions[uri]
+                    self._internal_request(up, "resources/unsubscribe", {"uri": uri})
+        if self.session_key is not None and up is not None:
+            up.close()  # an isolated upstream lives exactly as long as its session
+        self._touch_runtime()
+
+    def _touch_runtime(self) -> None:
+        try:
+            self.runtime.touch(self.ref, len(self.sessions))
+        except RuntimeError_ as err:
+            log.debug("%s: touch failed: %s", self.ref, err)
+
+    # -- client -> server ------------------------------------------------------------------------
+    def handle(self, session: Session, message: Message) -> None:
+        """One message from a client session. May block (the greenlet) while the server starts."""
+        session.touch()
+        what = routing.kind(message)
+        if what == "request":
+            self._client_request(session, message)
+        elif what == "notification":
+            self._client_notification(session, message)
+        elif what == "response":
+            self._client_response(session, message)
+        else:
+            session.deliver(routing.error(None, routing.INVALID_REQUEST, "not a JSON-RPC 2.0 message"))
+
+    def _client_request(self, session: Session, message: Message) -> None:
+        method = message["method"]
+        request_id = message["id"]
+        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        if method == "ping":
+            session.deliver(routing.result(request_id, {}), request_id)
+            return
+        try:
+            up = self.ensure_upstream()
+        except RuntimeError_ as err:
+            session.deliver(routing.error(request_id, routing.INTERNAL_ERROR, str(err),
+                                          {"code": err.code, "reason": err.reason}), request_id)
+            return
+        if method == "initialize":
+            session.deliver(routing.result(request_id, self.initialize_result(session, params)), request_id)
+            return
+        if method == "server/discover":
+            # Only a 2026-07-28 (stateless) request may discover; on a handshake-era transport
+            # the error makes an auto-negotiating client fall back to initialize.
+            answer = routing.result(request_id, self.discover_result()) if session.transport == "stateless" \
+                else routing.error(request_id, routing.METHOD_NOT_FOUND, "server/discover needs the 2026-07-28 "
+                                   "Streamable HTTP transport; use initialize on this one")
+            session.deliver(answer, request_id)
+            return
+        if method in ("resources/subscribe", "resources/unsubscribe") and self._answer_subscription(
+                session, request_id, method, str(params.get("uri"))):
+            return
+        if method == "logging/setLevel":
+            self._log_level = params.get("level") if isinstance(params.get("level"), str) else None
+        upstream_id = next(self._ids)
+        out, token = routing.upstream_request(message, upstream_id)
+        self.pending[upstream_id] = routing.Pending(session.id, request_id, method, next(_seq), token)
+        self._touch_runtime()
+        try:
+            up.send(out)
+        except ConnectionError as err:
+            self.pending.pop(upstream_id, None)
+            session.deliver(routing.error(request_id, routing.CONNECTION_CLOSED, f"{self.ref}: {err}"), request_id)
+
+    def _answer_subscription(self, session: Session, request_id: RequestId, method: str, uri: str) -> bool:
+        """Keep one upstream subscription per uri; True when the gateway answered the client itself."""
+        subscribers = self.subscriptions.get(uri, frozenset())
+        if method == "resources/subscribe":
+            self.subscriptions[uri] = subscribers | {session.id}
+            if subscribers:
+                session.deliver(routing.result(request_id, {}), request_id)
+                return True
+            return False
+        rest = subscribers - {session.id}
+        if rest:
+            self.subscriptions[uri] = rest
+            session.deliver(routing.result(request_id, {}), request_id)
+            return True
+        self.subscriptions.pop(uri, None)
+        return False
+
+    def _client_notification(self, session: Session, message: Message) -> None:
+        method = message["method"]
+        if method == "notifications/initialized":
+            return  # the upstream was initialized once, by the gateway
+        up = self._upstream if self.running else None
+        if method == "notifications/cancelled":
+            params = message.get("params") if isinstance(message.get("params"), dict) else {}
+            for upstream_id, pending in list(self.pending.items()):
+                if pending.session == session.id and pending.client_id == params.get("requestId"):
+                    del self.pending[upstream_id]
+                    self._send(up, {**message, "params": {**params, "requestId": upstream_id}})
+            return
+        self._send(up, message)
+
+    def _client_response(self, session: Session, message: Message) -> None:
+        request_id = message["id"]
+        if self.server_requests.get(request_id) != session.id:
+            log.debug("%s: session %s answered unknown server request %r", self.ref, session.id, request_id)
+            return
+        del self.server_requests[request_id]
+        self._send(self._upstream if self.running else None, message)
+
+    def _send(self, up: Upstream | None, message: Message) -> None:
+        if up is None:
+            return
+        try:
+            up.send(message)
+        except ConnectionError as err:
+            log.info("%s: could not send %s upstream: %s", self.ref, message.get("method", "a response"), err)
+
+    # -- server -> client ------------------------------------------------------------------------
+    def _on_upstream(self, message: Message) -> None:
+        if routing.kind(message) == "response" and message["id"] in self._internal:
+            self._internal.pop(message["id"]).set(message)
+            return
+        decision = routing.route(message, self.table())
+        if decision.note:
+            log.debug("%s: %s", self.ref, decision.note)
+        if decision.finished is not None:
+            self.pending.pop(decision.finished, None)
+        if decision.bind is not None:
+            self.server_requests[decision.bind[0]] = decision.bind[1]
+        if decision.unbind is not None:
+            self.server_requests.pop(decision.unbind, None)
+        for delivery in decision.deliveries:
+            session = self.sessions.get(delivery.session)
+            if session is not None:
+                session.deliver(delivery.message, delivery.related)
+        for reply in decision.upstream:
+            self._send(self._upstream, reply)
+
+    def _on_upstream_closed(self, up: Upstream) -> None:
+        if up is not self._upstream:
+            return
+        log.info("%s: the upstream connection ended", self.ref)
+        for pending in self.pending.values():
+            session = self.sessions.get(pending.session)
+            if session is not None:
+                session.deliver(routing.error(pending.client_id, routing.CONNECTION_CLOSED,
+                                              f"the server {self.ref} exited before answering"), pending.client_id)
+        self.pending.clear()
+        self.server_requests.clear()
+        for result in self._internal.values():
+            result.set_exception(ConnectionError(f"{self.ref}: the server exited"))
+        self._internal.clear()
+
+    # -- the upstream ----------------------------------------------------------------------------
+    def ensure_upstream(self) -> Upstream:
+        """The initialized upstream, starting the server first if it is not running."""
+        up = self._upstream
+        if up is not None and up.alive:
+            return up
+        with self._start_lock:  # one greenlet starts it; the others wait here for the result
+            up = self._upstream
+            if up is not None and up.alive:
+                return up
+            self._upstream = self._start()
+            return self._upstream
+
+    def _start(self) -> Upstream:
+        self.runtime.request(self.ref)
+        state = self.runtime.wait_ready(self.ref, self.start_timeout)
+        timeout = state.server.start_timeout or self.start_timeout
+        target = self.runtime.connect(self.ref, self.session_key)
+        conn = self._connection(target)
+        up = Upstream(str(self.ref), conn, self._on_upstream, self._on_upstream_closed)
+        self._upstream = up
+        try:
+            answer = self._call(up, "initialize", {
+                "protocolVersion": UPSTREAM_PROTOCOL_VERSION, "capabilities": UPSTREAM_CAPABILITIES,
+                "clientInfo": GATEWAY_INFO}, timeout)
+        except (ConnectionError, TimeoutError) as err:
+            up.close()
+            self._upstream = None
+            raise StartFailed(f"{self.ref} did not complete initialize: {err}{self._last_log()}",
+                              reason="InitializeFailed") from err
+        if "error" in answer or not isinstance(answer.get("result"), dict):
+            up.close()
+            self._upstream = None
+            raise StartFailed(f"{self.ref} refused initialize: {answer.get('error')}", reason="InitializeFailed")
+        self.init_result = answer["result"]
+        up.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        if self.restarts:
+            self._renew(up)
+        self.restarts += 1
+        log.info("%s: upstream initialized (%s)", self.ref, self.init_result.get("serverInfo"))
+        return up
+
+    def _connection(self, target: StdioConnection | HttpEndpoint) -> StdioConnection:
+        if isinstance(target, HttpEndpoint):
+            from gateway.upstreams.http import HttpConnection  # noqa: PLC0415 - built by another part
+
+            return HttpConnection(target)
+        return target
+
+    def _last_log(self) -> str:
+        try:
+            lines = list(self.runtime.logs(self.ref, follow=False))[-5:]
+        except RuntimeError_:
+            return ""
+        return ("; last log lines: " + " | ".join(lines)) if lines else ""
+
+    def _renew(self, up: Upstream) -> None:
+        """After a restart, restore what sessions set on the previous upstream."""
+        if self._log_level:
+            self._internal_request(up, "logging/setLevel", {"level": self._log_level})
+        for uri in self.subscriptions:
+            self._internal_request(up, "resources/subscribe", {"uri": uri})
+
+    def _call(self, up: Upstream, method: str, params: dict[str, Any], timeout: float) -> Message:
+        upstream_id = next(self._ids)
+        waiter: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        self._internal[upstream_id] = waiter
+        up.send({"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params})
+        try:
+            return waiter.get(timeout=timeout)
+        except gevent.Timeout as err:
+            raise TimeoutError(f"no answer to {method} within {timeout:g}s") from err
+        finally:
+            self._internal.pop(upstream_id, None)
+
+    def _internal_request(self, up: Upstream | None, method: str, params: dict[str, Any]) -> None:
+        """A request of the gateway's own whose answer nobody waits for."""
+        if up is None:
+            return
+        upstream_id = next(self._ids)
+        self._internal[upstream_id] = gevent.event.AsyncResult()
+        self._send(up, {"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params})
+
+    def close(self) -> None:
+        up, self._upstream = self._upstream, None
+        if up is not None:
+            up.close()
+
+    # -- answers the gateway gives itself --------------------------------------------------------
+    def initialize_result(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        """The client's `initialize` answered from the upstream's, at a version the client asked for."""
+        assert self.init_result is not None
+        asked = params.get("protocolVersion")
+        version = asked if asked in HANDSHAKE_VERSIONS else self.init_result.get("protocolVersion",
+                                                                                 UPSTREAM_PROTOCOL_VERSION)
+        session.protocol_version = str(version)
+        session.capabilities = routing.client_capabilities(params.get("capabilities"))
+        session.client_info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
+        return {**self.init_result, "protocolVersion": version}
+
+    def discover_result(self) -> dict[str, Any]:
+        """`server/discover` (2026-07-28) answered from the upstream's initialize result."""
+        assert self.init_result is not None
+        out: dict[str, Any] = {
+            "supportedVersions": list(MODERN_VERSIONS),
+            "capabilities": self.init_result.get("capabilities", {}),
+            "resultType": "complete", "ttlMs": 0, "cacheScope": "private",
+        }
+        if self.init_result.get("instructions"):
+            out["instructions"] = self.init_result["instructions"]
+        if isinstance(self.init_result.get("serverInfo"), dict):
+            out["_meta"] = {"io.modelcontextprotocol/serverInfo": self.init_result["serverInfo"]}
+        return out
+
+
+class Hub:
+    """Every client session and bridge of this gateway process."""
+
+    def __init__(self, runtime: Runtime, start_timeout: float = 120.0) -> None:
+        self.runtime = runtime
+        self.start_timeout = start_timeout
+        self.sessions: dict[str, Session] = {}
+        self.bridges: dict[tuple[ServerRef, str | None], Bridge] = {}
+
+    def open(self, ref: ServerRef, transport: str, isolation: str = "shared") -> Session:
+        """A new session on the server's bridge (its own bridge under `isolation: session`)."""
+        session = Session(new_session_id(), ref, transport)
+        key = (ref, session.id if isolation == "session" else None)
+        bridge = self.bridges.get(key)
+        if bridge is None:
+            bridge = Bridge(self.runtime, ref, session_key=key[1], start_timeout=self.start_timeout)
+            self.bridges[key] = bridge
+        bridge.attach(session)
+        if transport != "stateless":
+            self.sessions[session.id] = session
+        return session
+
+    def get(self, session_id: str) -> Session | None:
+        return self.sessions.get(session_id)
+
+    def close(self, session: Session) -> None:
+        """End a session: wake its streams, detach it from its bridge."""
+        self.sessions.pop(session.id, None)
+        session.end()
+        bridge = session.bridge
+        if bridge is not None:
+            bridge.detach(session)
+            if bridge.session_key is not None:
+                self.bridges.pop((bridge.ref, bridge.session_key), None)
+
+    def expire(self, idle_seconds: float) -> int:
+        """Close Streamable HTTP sessions nobody used for `idle_seconds` and that hold no stream."""
+        now = time.monotonic()
+        stale = [s for s in self.sessions.values()
+                 if s.transport == "streamable-http" and not s.main_attached and not s.streams
+                 and now - s.touched_at > idle_seconds]
+        for session in stale:
+            log.info("session %s on %s expired after %.0fs idle", session.id, session.ref, idle_seconds)
+            self.close(session)
+        return len(stale)
+
+    def bridges_of(self, ref: ServerRef) -> Iterator[Bridge]:
+        return (b for (r, _), b in list(self.bridges.items()) if r == ref)
+
+    def sessions_of(self, ref: ServerRef) -> int:
+        return sum(1 for s in self.sessions.values() if s.ref == ref)
+
+    def shutdown(self) -> None:
+        for session in list(self.sessions.values()):
+            self.close(session)
+        for bridge in list(self.bridges.values()):
+            bridge.close()

@@ -1,0 +1,47 @@
+"""gunicorn settings for the gateway (`gunicorn -c gateway/gunicorn.conf.py "gateway.app:create_app()"`).
+
+One gevent worker: client sessions and upstream connections live in that process's memory.
+Nothing from the app is imported here; gevent patches the worker before the app loads.
+"""
+
+import logging
+import os
+import sys
+
+wsgi_app = "gateway.app:create_app()"
+bind = os.environ.get("NMCP_BIND", "127.0.0.1:8080")
+worker_class = "gevent"
+workers = 1  # sessions live in process memory: never more than one
+worker_connections = int(os.environ.get("NMCP_WORKER_CONNECTIONS", "1000"))
+preload_app = False
+# SSE streams are long-lived: the worker's heartbeat is what `timeout` watches, not requests.
+timeout = 60
+graceful_timeout = int(os.environ.get("NMCP_GRACEFUL_TIMEOUT", "20"))  # below a pod's default 30s grace
+keepalive = 75
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("NMCP_LOG_LEVEL", "info")
+control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """The app logs (server stderr, sessions) go to stdout next to gunicorn's own."""
+    logging.basicConfig(level=loglevel.upper(), stream=sys.stdout,
+                        format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+
+
+def worker_exit(server, worker):
+    """Stop every server process the worker started, then reap whatever child is left."""
+    app_module = sys.modules.get("gateway.app")
+    if app_module is not None:
+        try:
+            app_module.close_all()
+        except Exception:
+            worker.log.exception("closing the runtime failed")
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break

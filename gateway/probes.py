@@ -1,0 +1,139 @@
+"""Probes, Prometheus metrics and the OpenAPI description."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from gateway.bridge import HANDSHAKE_VERSIONS, MODERN_VERSIONS
+from gateway.web import error_response, gateway
+
+bp = Blueprint("probes", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    ok, reason = gateway().runtime.ready()
+    if not ok:
+        return error_response(503, "runtime_not_ready", reason or "the runtime is not ready")
+    return jsonify({"status": "ready"})
+
+
+def _labels(labels: dict[str, str] | tuple[tuple[str, str], ...]) -> str:
+    items = labels.items() if isinstance(labels, dict) else labels
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in items)
+    return f"{{{inner}}}" if inner else ""
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    gw = gateway()
+    out: list[str] = []
+
+    def family(name: str, kind: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        out.extend(f"{name}{_labels(labels)} {value:g}" for labels, value in samples)
+
+    states = gw.runtime.list_servers()
+    family("nmcp_gateway_server_ready", "gauge", "1 when the server is Ready.",
+           [({"server": str(s.ref), "phase": s.phase}, 1.0 if s.phase == "Ready" else 0.0) for s in states])
+    family("nmcp_gateway_sessions", "gauge", "Open client sessions.",
+           [({"server": str(s.ref)}, float(gw.hub.sessions_of(s.ref))) for s in states])
+    bridges = list(gw.hub.bridges.values())
+    family("nmcp_gateway_requests_in_flight", "gauge", "Client requests waiting for the server's answer.",
+           [({"server": str(s.ref)}, float(sum(len(b.pending) for b in bridges if b.ref == s.ref))) for s in states])
+    family("nmcp_gateway_upstream_starts_total", "counter", "Times the gateway initialized an upstream.",
+           [({"server": str(s.ref)}, float(sum(b.restarts for b in bridges if b.ref == s.ref))) for s in states])
+    names = sorted({name for name, _ in gw.metrics.counters})
+    for name in names:
+        family(name, "counter", name.replace("_", " "),
+               [(dict(labels), value) for (n, labels), value in sorted(gw.metrics.counters.items()) if n == name])
+    return Response("\n".join(out) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _json_body(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _server_paths(prefix: str, with_namespace: bool) -> dict[str, Any]:
+    params = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    if with_namespace:
+        params.insert(0, {"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}})
+    error = _json_body("JSON error", {"$ref": "#/components/schemas/Error"})
+    server = _json_body("a server", {"$ref": "#/components/schemas/Server"})
+    sse = {"description": "an SSE stream", "content": {"text/event-stream": {}}}
+    return {
+        f"{prefix}/{{name}}": {"get": {"summary": "Inspect a server", "parameters": params,
+                                       "responses": {"200": server, "404": error, "409": error}}},
+        f"{prefix}/{{name}}/request": {"post": {"summary": "Start a server (signal demand)", "parameters": params,
+                                                "responses": {"202": server, "404": error}}},
+        f"{prefix}/{{name}}/shutdown": {"post": {"summary": "Stop a server", "parameters": params,
+                                                 "responses": {"202": server, "404": error}}},
+        f"{prefix}/{{name}}/logs": {"get": {
+            "summary": "The server's log (stderr)", "responses": {"200": {"description": "text lines"}, "404": error},
+            "parameters": [*params, {"name": "follow", "in": "query", "schema": {"type": "boolean"}}]}},
+        f"{prefix}/{{name}}/sse": {"get": {"summary": "MCP HTTP+SSE transport (2024-11-05): first event `endpoint`",
+                                           "parameters": params, "responses": {"200": sse, "404": error}}},
+        f"{prefix}/{{name}}/message": {"post": {
+            "summary": "MCP HTTP+SSE transport: a client message; the answer comes on the stream",
+            "parameters": [*params, {"name": "sessionId", "in": "query", "required": True,
+                                     "schema": {"type": "string"}}],
+            "responses": {"202": {"description": "accepted"}, "404": error}}},
+        f"{prefix}/{{name}}/mcp": {
+            "post": {"summary": "MCP Streamable HTTP: a JSON-RPC message (JSON or SSE response)", "parameters": params,
+                     "responses": {"200": {"description": "JSON-RPC response or SSE stream"},
+                                   "202": {"description": "notification accepted"},
+                                   "400": error, "403": error, "404": error}},
+            "get": {"summary": "MCP Streamable HTTP: the session's stream", "parameters": params,
+                    "responses": {"200": sse, "404": error, "409": error}},
+            "delete": {"summary": "MCP Streamable HTTP: end the session", "parameters": params,
+                       "responses": {"204": {"description": "ended"}, "404": error}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    items = {"type": "array", "items": {"$ref": "#/components/schemas/Server"}}
+    list_response = {"200": _json_body("servers", {"type": "object", "properties": {"servers": items}})}
+    paths: dict[str, Any] = {
+        "/api/v1/servers": {"get": {"summary": "List servers", "responses": list_response}},
+        "/api/v1/namespaces/{namespace}/servers": {"get": {
+            "summary": "List the servers of a namespace", "responses": list_response,
+            "parameters": [{"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}}]}},
+        **_server_paths("/api/v1/servers", False),
+        **_server_paths("/api/v1/namespaces/{namespace}/servers", True),
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
+        "/readyz": {"get": {"summary": "Readiness (the runtime works)",
+                            "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format"}}}},
+    }
+    schemas = {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+        "Server": {"type": "object", "properties": {
+            "name": {"type": "string"}, "namespace": {"type": "string"}, "pool": {"type": "string"},
+            "phase": {"type": "string", "enum": ["Idle", "Requested", "Starting", "Ready", "Stopping", "Degraded"]},
+            "reason": {"type": "string"}, "message": {"type": "string"},
+            "transport": {"type": "object"}, "isolation": {"type": "string"}, "sessions": {"type": "integer"},
+            "lastActiveAt": {"type": ["string", "null"]}, "upstream": {"type": "object"},
+            "endpoints": {"type": "object"}}},
+    }
+    return jsonify({
+        "openapi": "3.1.0",
+        "info": {"title": "nmcp gateway", "version": "v1",
+                 "description": "MCP protocol revisions served: " + ", ".join((*HANDSHAKE_VERSIONS, *MODERN_VERSIONS))},
+        "paths": paths, "components": {"schemas": schemas},
+    })

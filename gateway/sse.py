@@ -1,0 +1,92 @@
+"""The legacy HTTP+SSE transport (2024-11-05): `GET .../sse` and `POST .../message?sessionId=`.
+
+The GET opens a session whose stream starts with an `endpoint` event naming the POST URL; every
+message for the session then comes down that stream. Each POSTed message is answered 202 and
+handled in its own greenlet, so a cold start never holds the POST. The session ends when the
+client closes the stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import gevent
+import gevent.queue
+from flask import Blueprint, Response, request
+
+from gateway import routing
+from gateway.bridge import CLOSED
+from gateway.web import (
+    KEEPALIVE,
+    SSE_HEADERS,
+    ApiError,
+    check_origin,
+    gateway,
+    resolve,
+    sse_event,
+    stop,
+    watch_disconnect,
+)
+
+log = logging.getLogger(__name__)
+bp = Blueprint("sse", __name__)
+GONE = object()
+
+
+@bp.get("/sse")
+def open_stream(name: str, namespace: str | None = None) -> Response:
+    check_origin()
+    gw = gateway()
+    ref = resolve(name, namespace)
+    server = gw.runtime.get(ref).server
+    session = gw.hub.open(ref, "sse", server.isolation)
+    session.main_attached = True
+    endpoint = f"{request.script_root}{request.path.rsplit('/', 1)[0]}/message?sessionId={session.id}"
+    keepalive = gw.config.keepalive
+    gw.metrics.inc("nmcp_gateway_sessions_opened_total", transport="sse", server=str(ref))
+
+    environ = request.environ
+
+    def stream() -> Iterator[bytes]:
+        watcher = watch_disconnect(environ, lambda: session.main.put(GONE))
+        try:
+            yield sse_event(endpoint, "endpoint")
+            while True:
+                try:
+                    message = session.main.get(timeout=keepalive)
+                except gevent.queue.Empty:
+                    yield KEEPALIVE
+                    continue
+                if message is GONE or message is CLOSED:
+                    return
+                yield sse_event(message)
+        finally:
+            stop(watcher)
+            gw.hub.close(session)
+
+    return Response(stream(), headers=SSE_HEADERS)
+
+
+@bp.post("/message")
+def post_message(name: str, namespace: str | None = None) -> tuple[str, int]:
+    check_origin()
+    gw = gateway()
+    ref = resolve(name, namespace)
+    session = gw.hub.get(request.args.get("sessionId", ""))
+    if session is None or session.ref != ref or session.transport != "sse":
+        raise ApiError(404, "session_not_found", "no open SSE session with this sessionId; open .../sse again")
+    try:
+        body = json.loads(request.get_data())
+    except ValueError as err:
+        raise ApiError(400, "invalid_json", f"the body is not JSON: {err}") from err
+    messages = body if isinstance(body, list) else [body]  # 2024-11-05 still allowed batches
+    if not messages or any(routing.kind(m) == "invalid" for m in messages):
+        raise ApiError(400, "invalid_message", "expected a JSON-RPC 2.0 message")
+    bridge = session.bridge
+    assert bridge is not None
+    for message in messages:
+        gw.metrics.inc("nmcp_gateway_messages_total", transport="sse", server=str(ref))
+        gevent.spawn(bridge.handle, session, message)
+    return "Accepted", 202

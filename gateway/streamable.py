@@ -1,0 +1,296 @@
+"""The Streamable HTTP transport: `POST/GET/DELETE .../mcp`, for both protocol eras.
+
+Stateful (2025-03-26, 2025-06-18, 2025-11-25): `initialize` without a session creates one and
+its response carries `Mcp-Session-Id`; later requests name it (404 once it is gone, and the
+client re-initializes). `MCP-Protocol-Version`, when sent, must be a revision we speak (400
+otherwise). GET opens the session's stream for messages that belong to no request (one at a
+time: 409 for a second); DELETE ends the session.
+
+Stateless (2026-07-28): a request without a session whose `MCP-Protocol-Version` header (or
+`_meta` protocol version) is a modern revision is served on its own, with the capabilities its
+`_meta` declares; `server/discover` is answered from the upstream's cached initialize result.
+Closing the response stream cancels the request upstream.
+
+A request is answered as plain JSON when its answer is ready within the keep-alive interval and
+nothing else (progress, a sampling request) came first; otherwise the response becomes an SSE
+stream carrying everything that belongs to the request, with keep-alive comments, ending with
+the answer. A client that accepts only JSON gets JSON, its request's other messages going to
+the GET stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import gevent
+import gevent.queue
+from flask import Blueprint, Response, request
+
+from gateway import routing
+from gateway.bridge import CLOSED, HANDSHAKE_VERSIONS, MODERN_VERSIONS, Session
+from gateway.web import (
+    KEEPALIVE,
+    SSE_HEADERS,
+    check_origin,
+    gateway,
+    resolve,
+    rpc_error_response,
+    sse_event,
+    stop,
+    watch_disconnect,
+)
+
+log = logging.getLogger(__name__)
+bp = Blueprint("streamable", __name__)
+SESSION_HEADER = "Mcp-Session-Id"
+VERSION_HEADER = "MCP-Protocol-Version"
+GONE = object()
+
+
+def _modern_version(message: Any) -> str | None:
+    """The 2026 protocol version a request declares, in its header or its `_meta`."""
+    header = request.headers.get(VERSION_HEADER)
+    if header in MODERN_VERSIONS:
+        return header
+    params = message.get("params") if isinstance(message, dict) else None
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    declared = meta.get(f"{routing.MODERN_META_PREFIX}protocolVersion") if isinstance(meta, dict) else None
+    return declared if declared in MODERN_VERSIONS else None
+
+
+def _bad_version() -> Response | None:
+    version = request.headers.get(VERSION_HEADER)
+    if version is None or version in HANDSHAKE_VERSIONS or version in MODERN_VERSIONS:
+        return None
+    supported = ", ".join((*HANDSHAKE_VERSIONS, *MODERN_VERSIONS))
+    return rpc_error_response(400, routing.INVALID_REQUEST,
+                              f"Bad Request: unsupported MCP-Protocol-Version {version!r}; supported: {supported}",
+                              "unsupported_protocol_version")
+
+
+def _session_not_found() -> Response:
+    return rpc_error_response(404, routing.INVALID_REQUEST, "Session not found: initialize a new session",
+                              "session_not_found")
+
+
+def _lookup(ref_name: str, namespace: str | None) -> tuple[Any, Session | None, Response | None]:
+    ref = resolve(ref_name, namespace)
+    session_id = request.headers.get(SESSION_HEADER)
+    if session_id is None:
+        return ref, None, None
+    session = gateway().hub.get(session_id)
+    if session is None or session.ref != ref or session.transport != "streamable-http":
+        return ref, None, _session_not_found()
+    return ref, session, None
+
+
+@bp.post("/mcp")
+def post(name: str, namespace: str | None = None) -> Response:
+    check_origin()
+    gw = gateway()
+    ref, session, problem = _lookup(name, namespace)
+    if problem is not None:
+        return problem
+    problem = _bad_version()
+    if problem is not None:
+        return problem
+    try:
+        message = json.loads(request.get_data())
+    except ValueError as err:
+        return rpc_error_response(400, -32700, f"Parse error: {err}", "invalid_json")
+    if isinstance(message, list):
+        return rpc_error_response(400, routing.INVALID_REQUEST,
+                                  "JSON-RPC batches are not supported (removed in 2025-06-18)", "batch_not_supported")
+    what = routing.kind(message)
+    if what == "invalid":
+        return rpc_error_response(400, routing.INVALID_REQUEST, "expected a JSON-RPC 2.0 message", "invalid_message")
+    gw.metrics.inc("nmcp_gateway_messages_total", transport="streamable-http", server=str(ref))
+
+    new_session = False
+    if session is None:
+        modern = _modern_version(message)
+        if what == "request" and message["method"] == "initialize" and modern is None:
+            isolation = gw.runtime.get(ref).server.isolation
+            session = gw.hub.open(ref, "streamable-http", isolation)
+            new_session = True
+            gw.metrics.inc("nmcp_gateway_sessions_opened_total", transport="streamable-http", server=str(ref))
+        elif modern is not None:
+            if what != "request":
+                return Response(status=202)  # 2026 defines no client notifications over HTTP
+            session = gw.hub.open(ref, "stateless", gw.runtime.get(ref).server.isolation)
+            _adopt_modern(session, message, modern)
+        else:
+            return rpc_error_response(400, routing.INVALID_REQUEST,
+                                      f"Bad Request: no {SESSION_HEADER} header; send initialize first",
+                                      "session_required")
+    bridge = session.bridge
+    assert bridge is not None
+    if what != "request":
+        bridge.handle(session, message)
+        return Response(status=202)
+    return _answer(session, message, new_session)
+
+
+def _adopt_modern(session: Session, message: dict[str, Any], version: str) -> None:
+    params = message.get("params") if isinstance(message.get("params"), dict) else {}
+    meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+    session.protocol_version = version
+    session.modern_method = str(message.get("method"))
+    session.capabilities = routing.client_capabilities(meta.get(f"{routing.MODERN_META_PREFIX}clientCapabilities"))
+
+
+def _answer(session: Session, message: dict[str, Any], new_session: bool) -> Response:
+    gw = gateway()
+    hub = gw.hub
+    request_id = message["id"]
+    accept = request.headers.get("Accept", "*/*")
+    can_stream = "text/event-stream" in accept or "*/*" in accept
+    can_json = "application/json" in accept or "*/*" in accept
+    if not can_stream and not can_json:
+        if new_session or session.transport == "stateless":
+            hub.close(session)
+        return rpc_error_response(406, routing.INVALID_REQUEST,
+                                  "Not Acceptable: accept application/json or text/event-stream", "not_acceptable")
+    queue = session.open_stream(request_id)
+    watcher = watch_disconnect(request.environ, lambda: queue.put(GONE))
+    gevent.spawn(session.bridge.handle, session, message)  # may wait for a cold start
+    window = gw.config.keepalive if can_json else 0.0
+    first: Any = None
+    try:
+        while True:  # JSON-only: wait for the answer, sending the rest to the GET stream
+            try:
+                first = queue.get(timeout=window if can_stream else None)
+            except gevent.queue.Empty:
+                first = None
+                break
+            if first is GONE or first is CLOSED or routing.kind(first) == "response" or can_stream:
+                break
+            session.main.put(first)
+    except BaseException:
+        stop(watcher)
+        raise
+    if first is GONE or first is CLOSED:
+        stop(watcher)
+        _finish(session, request_id, answered=False)
+        return Response(status=204)
+    if first is not None and routing.kind(first) == "response" and can_json:
+        stop(watcher)
+        _finish(session, request_id, answered=True)
+        return _json(session, first, new_session)
+    headers = dict(SSE_HEADERS)
+    if new_session:
+        headers[SESSION_HEADER] = session.id
+    body = _stream(session, request_id, queue, first, watcher=watcher, new_session=new_session)
+    return Response(body, headers=headers)
+
+
+def _json(session: Session, answer: dict[str, Any], new_session: bool) -> Response:
+    response = Response(json.dumps(answer, separators=(",", ":"), ensure_ascii=False),
+                        content_type="application/json")
+    if new_session:
+        if "error" in answer:
+            gateway().hub.close(session)  # initialize failed: no session to name
+        else:
+            response.headers[SESSION_HEADER] = session.id
+    return response
+
+
+def _stream(session: Session, request_id: Any, queue: gevent.queue.Queue, first: Any, *,
+            watcher: gevent.Greenlet | None, new_session: bool) -> Iterator[bytes]:
+    keepalive = gateway().config.keepalive
+    hub = gateway().hub
+    answered = False
+    try:
+        message = first
+        while True:
+            if message is GONE or message is CLOSED:
+                return
+            if message is not None:
+                yield sse_event(message)
+                if routing.kind(message) == "response":
+                    answered = True
+                    if new_session and "error" in message:
+                        hub.close(session)  # initialize failed: the session it named is void
+                    return
+            try:
+                message = queue.get(timeout=keepalive)
+            except gevent.queue.Empty:
+                message = None
+                yield KEEPALIVE
+    finally:
+        stop(watcher)
+        _finish(session, request_id, answered, hub)
+
+
+def _finish(session: Session, request_id: Any, answered: bool, hub: Any = None) -> None:
+    """The request's stream is over; a stateless request ends its session (cancelling it if unanswered)."""
+    hub = hub or gateway().hub
+    session.close_stream(request_id)
+    if session.transport == "stateless":
+        hub.close(session)  # detaching cancels the request upstream when it is still in flight
+    elif not answered:
+        log.debug("session %s: the stream of request %r closed before its answer", session.id, request_id)
+
+
+@bp.get("/mcp")
+def get(name: str, namespace: str | None = None) -> Response:
+    check_origin()
+    _ref, session, problem = _lookup(name, namespace)
+    if problem is not None:
+        return problem
+    if session is None:
+        if request.headers.get(VERSION_HEADER) in MODERN_VERSIONS:
+            return rpc_error_response(405, routing.INVALID_REQUEST,
+                                      "2026-07-28 has no GET stream; use subscriptions/listen", "method_not_allowed")
+        return rpc_error_response(400, routing.INVALID_REQUEST, f"Bad Request: no {SESSION_HEADER} header",
+                                  "session_required")
+    problem = _bad_version()
+    if problem is not None:
+        return problem
+    accept = request.headers.get("Accept", "*/*")
+    if "text/event-stream" not in accept and "*/*" not in accept:
+        return rpc_error_response(406, routing.INVALID_REQUEST, "Not Acceptable: the GET stream is text/event-stream",
+                                  "not_acceptable")
+    if session.main_attached:
+        return rpc_error_response(409, routing.INVALID_REQUEST, "Conflict: this session already has a GET stream",
+                                  "stream_conflict")
+    session.main_attached = True
+    session.touch()
+    keepalive = gateway().config.keepalive
+    environ = request.environ
+
+    def stream() -> Iterator[bytes]:
+        watcher = watch_disconnect(environ, lambda: session.main.put(GONE))
+        try:
+            yield KEEPALIVE  # headers out now: the client knows the stream is open
+            while True:
+                try:
+                    message = session.main.get(timeout=keepalive)
+                except gevent.queue.Empty:
+                    yield KEEPALIVE
+                    continue
+                if message is GONE or message is CLOSED:
+                    return
+                yield sse_event(message)
+        finally:
+            stop(watcher)
+            session.main_attached = False
+            session.touch()
+
+    return Response(stream(), headers=SSE_HEADERS)
+
+
+@bp.delete("/mcp")
+def delete(name: str, namespace: str | None = None) -> Response:
+    check_origin()
+    _ref, session, problem = _lookup(name, namespace)
+    if problem is not None:
+        return problem
+    if session is None:
+        return rpc_error_response(400, routing.INVALID_REQUEST, f"Bad Request: no {SESSION_HEADER} header",
+                                  "session_required")
+    gateway().hub.close(session)
+    return Response(status=204)

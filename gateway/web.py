@@ -1,0 +1,140 @@
+"""What every gateway route shares: the app's state, JSON errors, Origin checks, SSE framing,
+and noticing that a client closed its connection.
+
+Errors have one shape everywhere outside the MCP message channel:
+`{"error": {"code": "<stable_code>", "message": "..."}}`. The MCP endpoints answer protocol
+problems with a JSON-RPC error instead (what MCP clients parse), whose `data.code` is the same
+kind of stable code.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent
+import gevent.socket
+from flask import Response, current_app, jsonify, request
+
+from gateway.bridge import Hub
+from gateway.config import Config
+from gateway.runtime import Runtime, ServerRef
+
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache, no-transform",
+               "X-Accel-Buffering": "no"}
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass
+class Metrics:
+    """Counters for /metrics, by (name, labels)."""
+
+    counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        key = (name, tuple(sorted(labels.items())))
+        self.counters[key] = self.counters.get(key, 0.0) + amount
+
+
+@dataclass
+class Gateway:
+    config: Config
+    runtime: Runtime
+    hub: Hub
+    metrics: Metrics = field(default_factory=Metrics)
+    background: list[gevent.Greenlet] = field(default_factory=list)
+
+
+def gateway() -> Gateway:
+    return current_app.extensions["nmcp"]
+
+
+class ApiError(Exception):
+    """An error answered as JSON with a stable code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str, reason: str = "") -> Response:
+    body = {"code": code, "message": message, **({"reason": reason} if reason else {})}
+    response = jsonify({"error": body})
+    response.status_code = status
+    return response
+
+
+def rpc_error_response(status: int, code: int, message: str, stable_code: str) -> Response:
+    response = jsonify({"jsonrpc": "2.0", "id": None,
+                        "error": {"code": code, "message": message, "data": {"code": stable_code}}})
+    response.status_code = status
+    return response
+
+
+def resolve(name: str, namespace: str | None) -> ServerRef:
+    """The server a URL names (ServerNotFound / AmbiguousServer become JSON 404 / 409)."""
+    return gateway().runtime.resolve(name, namespace)
+
+
+def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
+    """No Origin (not a browser), a localhost page, or one the operator allowed."""
+    if not origin:
+        return True
+    if "*" in allowed or origin in allowed:
+        return True
+    if origin == "null":
+        return False
+    host = urlsplit(origin).hostname or ""
+    return host in LOCAL_HOSTS
+
+
+def check_origin() -> None:
+    """403 for a browser page whose Origin is not allowed (DNS-rebinding protection)."""
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, gateway().config.allowed_origins):
+        raise ApiError(403, "origin_not_allowed",
+                       f"Origin {origin!r} is not allowed; add it to NMCP_ALLOWED_ORIGINS to allow it")
+
+
+def sse_event(data: Any, event: str = "message") -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"event: {event}\ndata: {payload}\n\n".encode()
+
+
+KEEPALIVE = b": keepalive\n\n"
+
+
+def watch_disconnect(environ: dict[str, Any], on_close: Callable[[], None]) -> gevent.Greenlet | None:
+    """Call `on_close` when the client closes the connection of the current request.
+
+    An SSE client sends nothing after its request, so the socket turning readable with no data
+    means it hung up; without this we would notice only at the next write. `environ` is the
+    request's WSGI environ (captured in the view: generators run outside the request context).
+    Kill the returned greenlet once the response is done.
+    """
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return None
+    fileno = sock.fileno()
+
+    def watch() -> None:
+        try:
+            gevent.socket.wait_read(fileno)
+            if sock.recv(1, socket.MSG_PEEK):
+                return  # the client sent more (a pipelined request): not a hang-up
+        except OSError:
+            pass
+        on_close()
+
+    return gevent.spawn(watch)
+
+
+def stop(greenlet: gevent.Greenlet | None) -> None:
+    if greenlet is not None:
+        greenlet.kill(block=True)
