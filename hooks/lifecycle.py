@@ -39,6 +39,7 @@ NORMAL_WAITING = frozenset({"ContainerCreating", "PodInitializing"})
 
 # Phases (the CRD's enum).
 IDLE, REQUESTED, STARTING, READY, STOPPING, DEGRADED = "Idle", "Requested", "Starting", "Ready", "Stopping", "Degraded"
+PHASES = (IDLE, REQUESTED, STARTING, READY, STOPPING, DEGRADED)
 
 
 def runtime_of(controller: Mapping[str, Any] | None) -> str:
