@@ -16,3 +16,11 @@ lint:
 # pytest exits 5 when it collected nothing: make treats that as a failure, as it should.
 test: setup lint
 	$(VENV)/pytest
+
+# Benchmarks (bench/README.md): a few minutes each, on loopback; results land in bench/results/.
+.PHONY: bench bench-gateway
+bench: bench-gateway
+
+# BENCH_ARGS passes options through, e.g. BENCH_ARGS="--sessions 1,16 --rounds 1".
+bench-gateway:
+	$(VENV)/python bench/gateway_bench.py $(BENCH_ARGS)

@@ -1,0 +1,212 @@
+"""Benchmark: a stdio echo tool call, directly and through the nmcp gateway and its peers.
+
+Measures p50/p99 latency and calls per second at several concurrencies for
+  (a) the MCP Python SDK talking to server-everything directly over stdio,
+  (b) the nmcp gateway over Streamable HTTP, (c) the nmcp gateway over legacy SSE,
+  (d) supergateway (npm) and mcp-proxy (PyPI) bridging the same server,
+all in one run on this machine, so the ratios to (a) compare like with like on shared cores.
+It also measures cold start: a session's first response through the gateway while the server
+is idle, against the server's own spawn-and-initialize time.
+
+Run from the repository root:  make bench-gateway   (or .venv/bin/python bench/gateway_bench.py)
+Results: a markdown table on stdout, and JSON + markdown under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import anyio
+import gateway_targets as targets
+from gateway_load import Connect, LoadPlan, Samples, first_response, run_cell, summarise
+from gateway_report import cold_start_summary, markdown, with_ratios
+
+RESULTS = targets.ROOT / "bench" / "results"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", default="1,16,64", help="concurrencies, comma-separated (default 1,16,64)")
+    parser.add_argument("--calls", type=int, default=600,
+                        help="calls per cell and round, split evenly over the sessions (default 600)")
+    parser.add_argument("--warmup", type=int, default=5, help="warm-up calls per session (default 5)")
+    parser.add_argument("--rounds", type=int, default=2, help="repeat every cell, order reversed (default 2)")
+    parser.add_argument("--cold-starts", type=int, default=3, help="cold-start samples per way (default 3)")
+    parser.add_argument("--targets", default=",".join(t.key for t in targets.ALL_TARGETS),
+                        help="targets to run, comma-separated (default all; the direct baseline always runs)")
+    parser.add_argument("--bench-venv", type=Path, default=targets.ROOT / ".venv-bench",
+                        help="venv holding mcp-proxy (created if missing)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
+    return parser.parse_args(argv)
+
+
+def selected_targets(keys: str) -> list[targets.Target]:
+    wanted = {k.strip() for k in keys.split(",") if k.strip()} | {targets.DIRECT.key}
+    unknown = wanted - {t.key for t in targets.ALL_TARGETS}
+    if unknown:
+        raise SystemExit(f"unknown target(s): {', '.join(sorted(unknown))}; "
+                         f"known: {', '.join(t.key for t in targets.ALL_TARGETS)}")
+    return [t for t in targets.ALL_TARGETS if t.key in wanted]
+
+
+def measure_cold_start(runs: int, workdir: Path, logs: Path, direct: Connect,
+                       with_gateway: bool) -> tuple[dict[str, list[dict[str, float]]], str | None]:
+    """Direct spawn+initialize+first call, and the first call through a freshly started gateway."""
+    samples: dict[str, list[dict[str, float]]] = {"direct stdio: spawn, initialize, call": []}
+    for _ in range(runs):
+        samples["direct stdio: spawn, initialize, call"].append(asdict(anyio.run(first_response, direct)))
+    if not with_gateway:
+        return samples, None
+    cold = "nmcp gateway, Streamable HTTP: idle server (cold)"
+    warm = "nmcp gateway, Streamable HTTP: running server (warm)"
+    samples[cold], samples[warm] = [], []
+    try:
+        for _ in range(runs):
+            # A fresh gateway each time: its server is idle until this first session needs it.
+            with targets.nmcp_gateway(workdir, logs) as base:
+                connect = targets.streamable_http_connect(base + "/mcp")
+                samples[cold].append(asdict(anyio.run(first_response, connect)))
+                samples[warm].append(asdict(anyio.run(first_response, connect)))
+    except Exception as exc:  # the gateway is optional: report why, keep the baselines
+        return samples, f"{type(exc).__name__}: {exc}"
+    return samples, None
+
+
+def start_targets(stack: contextlib.ExitStack, chosen: list[targets.Target], *, workdir: Path, logs: Path,
+                  bench_venv: Path, direct: Connect) -> tuple[dict[str, Connect], dict[str, str]]:
+    """Start every bridge the chosen targets need; return how to connect to each, and what failed."""
+    connects: dict[str, Connect] = {targets.DIRECT.key: direct}
+    unavailable: dict[str, str] = {}
+    keys = {t.key for t in chosen}
+
+    def bring_up(needed: set[str], start: Callable[[], dict[str, Connect]]) -> None:
+        if not needed & keys:
+            return
+        try:
+            connects.update({k: c for k, c in start().items() if k in keys})
+        except Exception as exc:  # one bridge failing to start must not cost the others
+            unavailable.update({k: f"{type(exc).__name__}: {exc}" for k in needed & keys})
+
+    def nmcp() -> dict[str, Connect]:
+        base = stack.enter_context(targets.nmcp_gateway(workdir, logs))
+        return {targets.NMCP_HTTP.key: targets.streamable_http_connect(base + "/mcp"),
+                targets.NMCP_SSE.key: targets.sse_connect(base + "/sse")}
+
+    def supergateway_http() -> dict[str, Connect]:
+        base = stack.enter_context(targets.supergateway("streamableHttp", logs))
+        return {targets.SUPERGATEWAY_HTTP.key: targets.streamable_http_connect(base + "/mcp")}
+
+    def supergateway_sse() -> dict[str, Connect]:
+        base = stack.enter_context(targets.supergateway("sse", logs))
+        return {targets.SUPERGATEWAY_SSE.key: targets.sse_connect(base + "/sse")}
+
+    def mcp_proxy() -> dict[str, Connect]:
+        targets.ensure_mcp_proxy(bench_venv)
+        base = stack.enter_context(targets.mcp_proxy(bench_venv, logs))
+        return {targets.MCP_PROXY_HTTP.key: targets.streamable_http_connect(base + "/mcp/"),
+                targets.MCP_PROXY_SSE.key: targets.sse_connect(base + "/sse")}
+
+    bring_up({targets.NMCP_HTTP.key, targets.NMCP_SSE.key}, nmcp)
+    bring_up({targets.SUPERGATEWAY_HTTP.key}, supergateway_http)
+    bring_up({targets.SUPERGATEWAY_SSE.key}, supergateway_sse)
+    bring_up({targets.MCP_PROXY_HTTP.key, targets.MCP_PROXY_SSE.key}, mcp_proxy)
+    return connects, unavailable
+
+
+def git_commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=targets.ROOT, capture_output=True, text=True,
+                          check=False)
+    return done.stdout.strip() or "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    levels = [int(n) for n in args.sessions.split(",")]
+    chosen = selected_targets(args.targets)
+    started = datetime.datetime.now(datetime.UTC)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    logs = args.out / "logs" / stamp
+    logs.mkdir(parents=True, exist_ok=True)
+    # The SDK logs a failing session's tracebacks; they are counted as errors, the detail goes to a file.
+    logging.basicConfig(filename=logs / "client.log", level=logging.WARNING)
+    meta: dict[str, Any] = {
+        "started": started.isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "cpus": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+        "python": sys.version.split()[0],
+        "mcp": version("mcp"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    plan = {"sessions": levels, "calls": args.calls, "warmup_calls": args.warmup, "rounds": args.rounds}
+    runs: dict[tuple[str, int], list[Samples]] = {}
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="nmcp-bench-") as tmp, \
+            (logs / "direct-stdio.log").open("a") as direct_log, contextlib.ExitStack() as stack:
+        workdir = Path(tmp)
+        direct = targets.direct_connect(direct_log)
+        want_gateway = any(t.group in "bc" for t in chosen)
+        print("cold start ...", file=sys.stderr, flush=True)
+        cold, gateway_problem = measure_cold_start(args.cold_starts, workdir, logs, direct, want_gateway)
+        connects, unavailable = start_targets(stack, chosen, workdir=workdir, logs=logs,
+                                                  bench_venv=args.bench_venv, direct=direct)
+        if gateway_problem:
+            unavailable.setdefault("nmcp gateway cold start", gateway_problem)
+        live = [t for t in chosen if t.key in connects]
+        for round_no in range(args.rounds):
+            order = live if round_no % 2 == 0 else live[::-1]
+            for sessions in levels:
+                per_session = math.ceil(args.calls / sessions)
+                load = LoadPlan(sessions=sessions, calls_per_session=per_session, warmup_calls=args.warmup)
+                for target in order:
+                    print(f"round {round_no + 1}/{args.rounds}: {target.key} x{sessions} ...",
+                          file=sys.stderr, flush=True)
+                    tag = f"{target.key}/{sessions}/{round_no}"
+                    samples = anyio.run(run_cell, connects[target.key], load, tag)
+                    runs.setdefault((target.key, sessions), []).append(samples)
+    meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    meta["seconds"] = round(time.monotonic() - began, 1)
+    cells = []
+    for order, target in enumerate(chosen):
+        for sessions in levels:
+            samples_list = runs.get((target.key, sessions))
+            if not samples_list:
+                continue
+            cells.append({
+                "target": target.key, "group": target.group, "label": target.label,
+                "sessions_share": target.sessions_share, "sessions": sessions, "order": order,
+                "figures": asdict(summarise(samples_list)),
+                "rounds": [{"calls": len(s.latencies), "errors": dict(s.errors), "window_s": s.window,
+                            "calls_per_s": len(s.latencies) / s.window if s.window else None}
+                           for s in samples_list],
+            })
+    result = {"meta": meta, "plan": plan, "cells": with_ratios(cells), "cold_start": cold,
+              "cold_start_summary": cold_start_summary(cold), "unavailable": unavailable}
+    text = markdown(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in (f"gateway-{stamp}", "gateway-latest"):
+        (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / f"{name}.md").write_text(text)
+    print(text)
+    print(f"results: {args.out / f'gateway-{stamp}.json'} (logs under {logs})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""The ways the benchmark reaches server-everything's stdio server, and the bridges it starts.
+
+Each `Target` says how a client session is opened and, for bridges, which process serves it.
+The direct baseline (a) spawns a server per session: a stdio server has exactly one client, so
+"N concurrent sessions" done directly is N processes. Every bridge puts N client sessions in
+front of whatever its own design gives: the nmcp gateway and mcp-proxy share one server process;
+supergateway shares one process over SSE (and forwards every line to every session) but spawns
+one process per session in its stateful Streamable HTTP mode.
+
+Bridges run as process groups of their own, so stopping one also stops the server it spawned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import requests
+from gateway_load import Connect
+from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_BIN = ROOT / "node_modules" / ".bin"
+EVERYTHING = NODE_BIN / "mcp-server-everything"
+SUPERGATEWAY = NODE_BIN / "supergateway"
+NMCP = Path(sys.executable).parent / "nmcp"
+SERVER_NAME = "everything"
+MCP_PROXY_VERSION = "0.13.0"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One way of reaching the server, as a row of the results table."""
+
+    key: str
+    group: str  # the letter the brief and the issue use: a, b, c, d
+    label: str
+    sessions_share: str  # what N concurrent sessions mean for this target
+
+
+DIRECT = Target("direct-stdio", "a", "SDK -> server, stdio (direct)", "one server process per session")
+NMCP_HTTP = Target("nmcp-streamable-http", "b", "nmcp gateway, Streamable HTTP", "one shared server process")
+NMCP_SSE = Target("nmcp-sse", "c", "nmcp gateway, SSE", "one shared server process")
+SUPERGATEWAY_HTTP = Target("supergateway-streamable-http", "d", "supergateway 4.0.0 --stateful, Streamable HTTP",
+                           "one server process per session (its stateful design)")
+SUPERGATEWAY_SSE = Target("supergateway-sse", "d", "supergateway 4.0.0, SSE",
+                          "one shared server process; every output line goes to every session")
+MCP_PROXY_HTTP = Target("mcp-proxy-streamable-http", "d", f"mcp-proxy {MCP_PROXY_VERSION}, Streamable HTTP",
+                        "one shared server process")
+MCP_PROXY_SSE = Target("mcp-proxy-sse", "d", f"mcp-proxy {MCP_PROXY_VERSION}, SSE", "one shared server process")
+
+ALL_TARGETS = (DIRECT, NMCP_HTTP, NMCP_SSE, SUPERGATEWAY_HTTP, SUPERGATEWAY_SSE, MCP_PROXY_HTTP, MCP_PROXY_SSE)
+
+# The 2025 initialize handshake on every path: server-everything speaks 2025-11-25, and "legacy"
+# keeps the 2.x client from probing `server/discover` first, so all targets do the same exchange.
+CLIENT_OPTIONS = {"mode": "legacy", "cache": None}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def direct_connect(errlog: IO[str]) -> Connect:
+    """Sessions that each spawn their own server over stdio, with the SDK's own stdio client."""
+    params = StdioServerParameters(command=str(EVERYTHING), args=["stdio"])
+    return lambda: Client(stdio_client(params, errlog=errlog), **CLIENT_OPTIONS)
+
+
+def streamable_http_connect(url: str) -> Connect:
+    return lambda: Client(url, **CLIENT_OPTIONS)
+
+
+def sse_connect(url: str) -> Connect:
+    return lambda: Client(sse_client(url), **CLIENT_OPTIONS)
+
+
+def gateway_manifest(path: Path) -> Path:
+    """Write the MCPServer manifest the gateway serves: server-everything over stdio, kept warm."""
+    path.write_text(
+        "apiVersion: nmcp.nwrx.io/v1\n"
+        "kind: MCPServer\n"
+        f"metadata: {{name: {SERVER_NAME}, namespace: default}}\n"
+        "spec:\n"
+        f"  command: [{str(EVERYTHING)!r}]\n"
+        "  args: [stdio]\n"
+        "  transport: {type: stdio}\n"
+        "  idleTimeout: 30m\n"
+    )
+    return path
+
+
+@contextlib.contextmanager
+def process_group(argv: list[str], log: Path, ready: Callable[[], bool], what: str,
+                  timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `argv` in a new process group until the block ends; wait until `ready()` first."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode} before it was ready; see {log}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} not ready within {timeout}s; see {log}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Ask the leader to stop, then make sure nothing of its group is left."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the group id is the leader's pid: only what we started
+
+
+def tcp_ready(port: int) -> Callable[[], bool]:
+    def ready() -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+    return ready
+
+
+def http_ready(url: str) -> Callable[[], bool]:
+    def ready() -> bool:
+        try:
+            return requests.get(url, timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+    return ready
+
+
+@contextlib.contextmanager
+def nmcp_gateway(workdir: Path, logs: Path) -> Iterator[str]:
+    """The nmcp gateway (local runtime) serving server-everything; yields the server's base URL."""
+    manifest = gateway_manifest(workdir / "everything.yaml")
+    port = free_port()
+    argv = [str(NMCP), "gateway", "--runtime", "local", "-f", str(manifest), "--bind", f"127.0.0.1:{port}"]
+    base = f"http://127.0.0.1:{port}"
+    with process_group(argv, logs / "nmcp-gateway.log", http_ready(base + "/healthz"), "nmcp gateway"):
+        yield f"{base}/api/v1/servers/{SERVER_NAME}"
+
+
+@contextlib.contextmanager
+def supergateway(transport: str, logs: Path) -> Iterator[str]:
+    """supergateway bridging server-everything to `sse` or (stateful) `streamableHttp`."""
+    port = free_port()
+    argv = [str(SUPERGATEWAY), "--stdio", f"{EVERYTHING} stdio", "--port", str(port), "--logLevel", "none"]
+    if transport == "streamableHttp":
+        argv += ["--outputTransport", "streamableHttp", "--stateful"]
+    with process_group(argv, logs / f"supergateway-{transport}.log", tcp_ready(port), "supergateway"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def mcp_proxy(venv: Path, logs: Path) -> Iterator[str]:
+    """mcp-proxy (from its own venv) bridging server-everything; serves /sse and /mcp/ together."""
+    port = free_port()
+    argv = [str(venv / "bin" / "mcp-proxy"), "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING",
+            "--", str(EVERYTHING), "stdio"]
+    base = f"http://127.0.0.1:{port}"
+    with process_group(argv, logs / "mcp-proxy.log", http_ready(base + "/status"), "mcp-proxy"):
+        yield base
+
+
+def ensure_mcp_proxy(venv: Path) -> Path:
+    """mcp-proxy in a venv of its own: it pins the 1.x SDK, the project venv has 2.x."""
+    exe = venv / "bin" / "mcp-proxy"
+    if not exe.exists():
+        print(f"installing mcp-proxy=={MCP_PROXY_VERSION} into {venv} ...", file=sys.stderr, flush=True)
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", f"mcp-proxy=={MCP_PROXY_VERSION}"],
+                       check=True)
+    version = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True).stdout
+    if MCP_PROXY_VERSION not in version:
+        raise RuntimeError(f"{exe} is {version.strip()!r}, expected {MCP_PROXY_VERSION}; remove {venv} to reinstall")
+    return exe
