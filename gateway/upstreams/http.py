@@ -27,6 +27,7 @@ Blocking `requests` calls run on threads: real threads under pytest, greenlets i
 from __future__ import annotations
 
 import contextlib
+import enum
 import http.client
 import json
 import logging
@@ -42,6 +43,7 @@ from urllib.parse import urljoin
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
 
@@ -63,6 +65,14 @@ _STREAM_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.
 # --- settings -----------------------------------------------------------------------------------
 
 
+SETTINGS_ENV = {
+    "connect_timeout": "NMCP_UPSTREAM_CONNECT_TIMEOUT",
+    "request_timeout": "NMCP_UPSTREAM_REQUEST_TIMEOUT",
+    "close_timeout": "NMCP_UPSTREAM_CLOSE_TIMEOUT",
+    "reconnect_delay": "NMCP_UPSTREAM_RECONNECT_DELAY",
+}
+
+
 @dataclass(frozen=True)
 class UpstreamSettings:
     """Timeouts of HTTP upstream sessions, in seconds."""
@@ -71,23 +81,17 @@ class UpstreamSettings:
     # How long a POST may wait for its answer (JSON body, or the next bytes of its SSE stream);
     # long enough for slow tools, short enough that a hung server does not hold a request forever.
     request_timeout: float = 300.0
-    # How long close() waits for the DELETE and for its reader threads.
+    # How long close() waits for the DELETE and for its reader threads. (SSE's endpoint event and
+    # Streamable HTTP's GET stream must come within connect_timeout.)
     close_timeout: float = 5.0
     # Pause before reopening a GET stream the server ended cleanly, unless the server sent `retry`.
     reconnect_delay: float = 1.0
-
-    ENV = {
-        "connect_timeout": "NMCP_UPSTREAM_CONNECT_TIMEOUT",
-        "request_timeout": "NMCP_UPSTREAM_REQUEST_TIMEOUT",
-        "close_timeout": "NMCP_UPSTREAM_CLOSE_TIMEOUT",
-        "reconnect_delay": "NMCP_UPSTREAM_RECONNECT_DELAY",
-    }
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> UpstreamSettings:
         """Defaults overridden by `NMCP_UPSTREAM_*` variables; ValueError naming a bad one."""
         values: dict[str, float] = {}
-        for name, var in cls.ENV.items():
+        for name, var in SETTINGS_ENV.items():
             raw = environ.get(var)
             if raw is None or raw.strip() == "":
                 continue
@@ -127,6 +131,7 @@ class SseParser:
         self._data: list[bytes] = []
         self._id: str | None = None
         self._retry: int | None = None
+        self._id_seen = False
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         """The events completed by `chunk`."""
@@ -176,6 +181,7 @@ class SseParser:
         elif name == b"id":
             if b"\0" not in value:
                 self._id = value.decode("utf-8", "replace")
+                self._id_seen = True
         elif name == b"retry" and value.isdigit():
             self._retry = int(value)
         return None
@@ -184,9 +190,9 @@ class SseParser:
         event = None
         if self._data:
             event = SseEvent(self._event or "message", b"\n".join(self._data), self._id, self._retry)
-        elif self._retry is not None:
-            event = SseEvent("", b"", self._id, self._retry)
-        self._event, self._data, self._retry = "", [], None
+        elif self._retry is not None or self._id_seen:
+            event = SseEvent("", b"", self._id, self._retry)  # no message, but where to resume from
+        self._event, self._data, self._retry, self._id_seen = "", [], None, False
         return event
 
 
@@ -272,6 +278,12 @@ def _snippet(response: requests.Response) -> str:
     return " ".join(text.split())[:200]
 
 
+class StreamEnd(enum.Enum):
+    CLEAN = "the server ended it"
+    BROKEN = "the connection dropped"
+    IDLE = "nothing came within the request timeout"
+
+
 # --- sockets we can shut down -------------------------------------------------------------------
 
 
@@ -295,6 +307,17 @@ class _Sockets:
                 continue
             with contextlib.suppress(OSError):  # already closed by its reader
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+# TCP keep-alive: an event stream may rightly stay silent for hours, so no read timeout guards it;
+# these find a peer that vanished without a word (a deleted pod, a dead node) within about a minute.
+_KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
+_SOCKET_OPTIONS = [
+    *HTTPConnection.default_socket_options,
+    (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    *[(socket.IPPROTO_TCP, getattr(socket, name), value) for name, value in _KEEPALIVE.items()
+      if hasattr(socket, name)],
+]
 
 
 class _TrackingAdapter(HTTPAdapter):
@@ -322,6 +345,7 @@ class _TrackingAdapter(HTTPAdapter):
         manager.pool_classes_by_scheme = {"http": Pool, "https": TlsPool}
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("socket_options", _SOCKET_OPTIONS)
         super().init_poolmanager(*args, **kwargs)
         self._track(self.poolmanager)
 
@@ -433,20 +457,22 @@ class _HttpUpstream:
     def _on_message(self, message: dict[str, Any]) -> None:
         """Look at a server message before the bridge sees it."""
 
-    def _pump(self, response: requests.Response, on_event: Callable[[SseEvent], None]) -> bool:
-        """Read an event stream to its end; True if it ended cleanly, False if it broke."""
+    def _pump(self, response: requests.Response, on_event: Callable[[SseEvent], None]) -> StreamEnd:
+        """Read an event stream to its end, handing each event to `on_event`; how it ended."""
         parser = SseParser()
         try:
             while True:
                 chunk = response.raw.read1(_READ_SIZE, decode_content=True)
                 if not chunk:
-                    return True
+                    return StreamEnd.CLEAN
                 for event in parser.feed(chunk):
                     on_event(event)
+        except urllib3.exceptions.ReadTimeoutError:
+            return StreamEnd.IDLE
         except _STREAM_ERRORS as exc:
             if not self._closing.is_set():
                 log.info("upstream %s: stream broke: %s", self.url, exc)
-            return False
+            return StreamEnd.BROKEN
 
 
 # --- 2024-11-05 HTTP+SSE ------------------------------------------------------------------------
@@ -462,7 +488,7 @@ class SseUpstream(_HttpUpstream):
         self._error = ""
         self._spawn(self._listen)
         # The bridge's first send needs the endpoint: wait for it here, where a failure is clearest.
-        if not self._ready.wait(self.settings.connect_timeout + self.settings.request_timeout):
+        if not self._ready.wait(self.settings.connect_timeout):
             self._error = self._error or "no endpoint event in time"
         if self._endpoint is None:
             self.close()
@@ -634,24 +660,26 @@ class StreamableHttpUpstream(_HttpUpstream):
             if event.event == "message" and any(answers(m, request_id) for m in self._deliver(event.data)):
                 answered = True
 
-        clean = self._pump(response, on_event)
+        end = self._pump(response, on_event)
         response.close()
         while not answered and not self._closing.is_set() and not self._ended.is_set():
             if where.last_id is None:
-                if clean:
-                    self._fail(request_id, "the server closed the answer stream without answering")
+                if end is StreamEnd.BROKEN:
+                    self._lost("an answer stream broke off")
+                elif end is StreamEnd.IDLE:
+                    self._fail(request_id, f"no answer within {self.settings.request_timeout:g}s")
                 else:
-                    self._lost("the answer stream broke off")
+                    self._fail(request_id, "the server closed the answer stream without answering")
                 return
-            # The server ended the connection, not the stream (2025-11-25 polling), or it dropped:
-            # either way the rest is replayed after the last event id we saw.
-            if clean and self._closing.wait(where.retry or 0):
+            # The server ended the connection, not the stream (2025-11-25 polling), or it dropped, or
+            # went quiet: in every case the rest is replayed after the last event id we saw.
+            if end is StreamEnd.CLEAN and self._closing.wait(where.retry or 0):
                 return
             resumed = self._resume(where.last_id)
             if resumed is None:
                 return
             with resumed:
-                clean = self._pump(resumed, on_event)
+                end = self._pump(resumed, on_event)
 
     def _resume(self, last_id: str) -> requests.Response | None:
         headers = {**self._headers("text/event-stream"), "Last-Event-ID": last_id}
@@ -699,10 +727,10 @@ class StreamableHttpUpstream(_HttpUpstream):
                         log.warning("upstream %s: no GET stream: HTTP %s: %s", self.url, response.status_code,
                                     _snippet(response))
                         return
-                    clean = self._pump(response, on_event)
+                    end = self._pump(response, on_event)
                 # A clean end is the server's choice (polling): come back after its retry delay. A broken
                 # stream is retried at once: if the server died, the reconnect fails and ends the upstream.
-                if clean and self._closing.wait(self.settings.reconnect_delay if where.retry is None
+                if end is StreamEnd.CLEAN and self._closing.wait(self.settings.reconnect_delay if where.retry is None
                                                 else where.retry):
                     return
         finally:

@@ -20,12 +20,14 @@ STREAM = (b"\xef\xbb\xbf: keep-alive\r\n\r\n"
           b"data\r\n"
           b"\r\n"
           b"id: 8\nevent: message\ndata: line one\ndata: line two\n\n"
+          b"id: 9\n\n"
           b"data: unterminated")
 EVENTS = [
     SseEvent("endpoint", b"/message?session=1"),
     SseEvent("message", b'{"a":', "7", 250),
     SseEvent("message", b'{"b": 1}\n', "7", None),
     SseEvent("message", b"line one\nline two", "8"),
+    SseEvent("", b"", "9"),  # no message, but a new place to resume from
 ]
 
 
