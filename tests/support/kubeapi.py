@@ -190,6 +190,8 @@ class KubeAPI:
                  f"--service-account-key-file={d / 'sa.pub'}",
                  f"--service-account-signing-key-file={d / 'sa.key'}",
                  "--service-cluster-ip-range=10.0.0.0/24", "--disable-admission-plugins=ServiceAccount",
+                 # A test may serve a fake kubelet (pods/attach, pods/log) with a certificate of this CA.
+                 f"--kubelet-certificate-authority={d / 'ca.crt'}", "--kubelet-preferred-address-types=InternalIP",
                  "--enable-priority-and-fairness=false", "--profiling=false", "--v=1"],
                 stdout=out, stderr=subprocess.STDOUT, cwd=d)
         deadline = time.monotonic() + START_TIMEOUT

@@ -1,0 +1,402 @@
+"""The Kubernetes runtime: servers are MCPServers, run in Pods the hooks create.
+
+The gateway never creates Pods. It reads MCPServers (and their Pods) from a watch-backed cache,
+signals demand by annotating the MCPServer (`gateway.kube.demand`), waits for the phase the
+hooks write to turn Ready (woken by watch events), then connects: stdio servers through the
+`pods/attach` API (`gateway.kube.attach`), HTTP servers through their Service's cluster DNS
+name. Logs stream from `pods/log`.
+
+Settings (read once, at start-up; `NMCP_NAMESPACES` is the gateway's `--namespace`):
+
+| variable | default | meaning |
+|---|---|---|
+| `NMCP_NAMESPACES` | the Pod's (or kubeconfig context's) namespace | namespaces served, comma-separated; `*` for all |
+| `NMCP_KUBECONFIG` | (none) | kubeconfig file; else `KUBECONFIG`, the in-cluster service account, `~/.kube/config` |
+| `NMCP_KUBE_CONTEXT` | current context | kubeconfig context |
+| `NMCP_KUBE_WRITE_INTERVAL` | `20` | seconds between coalesced activity writes per server |
+| `NMCP_KUBE_WATCH_TIMEOUT` | `300` | seconds one watch request stays open before it is resumed |
+| `NMCP_KUBE_PING_INTERVAL` | `20` | seconds between keep-alive pings on an attach; silence for two means dead |
+| `NMCP_KUBE_SYNC_TIMEOUT` | `30` | seconds start-up waits for the first list of servers |
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.config import Config, ConfigError
+from gateway.kube import attach
+from gateway.kube.cache import Informer, Store
+from gateway.kube.client import MCPSERVERS, PODS, KubeClient, KubeError, NotFound
+from gateway.kube.config import ClusterConfigError, load_cluster
+from gateway.kube.demand import DemandWriter, Observed, Policy, request_honoured
+from gateway.runtime import (
+    AmbiguousServer,
+    HttpEndpoint,
+    ServerNotFound,
+    ServerRef,
+    ServerState,
+    StartFailed,
+    StdioConnection,
+)
+from nmcp.naming import child_name
+from nmcp.resources import LABEL_SERVER, Demand, Server, parse_time, read_server
+
+log = logging.getLogger(__name__)
+
+CONTAINER = "server"  # the container the hooks put in every server Pod
+ALL_NAMESPACES = "*"
+RUNNING = ("Ready", "Starting")
+# Conditions that waiting cannot fix: fail a waiting client at once.
+PERMANENT_REASONS = frozenset({"InvalidSpec", "PoolNotFound"})
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    namespaces: tuple[str, ...] | None  # None: all namespaces
+    write_interval: float = 20.0
+    watch_timeout: int = 300
+    ping_interval: float = 20.0
+    sync_timeout: float = 30.0
+
+    @classmethod
+    def from_config(cls, config: Config, default_namespace: str) -> KubeSettings:
+        extra = config.extra
+
+        def number(name: str, default: float) -> float:
+            raw = extra.get(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError as err:
+                raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from err
+            if value <= 0:
+                raise ConfigError(f"{name}: must be positive, got {raw!r}")
+            return value
+
+        namespaces: tuple[str, ...] | None = config.namespaces or (default_namespace,)
+        if ALL_NAMESPACES in namespaces:
+            namespaces = None
+        return cls(namespaces=namespaces,
+                   write_interval=number("NMCP_KUBE_WRITE_INTERVAL", 20.0),
+                   watch_timeout=int(number("NMCP_KUBE_WATCH_TIMEOUT", 300)),
+                   ping_interval=number("NMCP_KUBE_PING_INTERVAL", 20.0),
+                   sync_timeout=number("NMCP_KUBE_SYNC_TIMEOUT", 30.0))
+
+
+def ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions") or ():
+        if isinstance(cond, Mapping) and cond.get("type") == "Ready":
+            return cond
+    return {}
+
+
+def state_of(obj: Mapping[str, Any]) -> ServerState:
+    """The REST API's view of one MCPServer object."""
+    server = read_server(obj)
+    status = obj.get("status") or {}
+    cond = ready_condition(obj)
+    extra = {k: status[k] for k in ("podName", "requestedAt", "startedAt", "stoppedAt") if status.get(k)}
+    return ServerState(server=server, phase=str(status.get("phase") or "Idle"), reason=str(cond.get("reason") or ""),
+                       message=str(cond.get("message") or ""), sessions=server.demand.sessions,
+                       last_active_at=server.demand.last_active_at, extra=extra)
+
+
+def degraded_is_final(state: ServerState, requested_at: datetime) -> bool:
+    """A Degraded phase that already takes our request into account (or that waiting cannot fix)."""
+    if state.reason in PERMANENT_REASONS:
+        return True
+    seen = parse_time(state.extra.get("requestedAt"))  # written by the hook, to the second
+    return seen is not None and seen >= requested_at.replace(microsecond=0)
+
+
+def start_failure(state: ServerState | None, ref: ServerRef, timeout: float) -> StartFailed:
+    """Why a waiting client gives up, in the words of the server's Ready condition."""
+    if state is None:
+        return StartFailed(f"{ref} was deleted while starting", reason="Deleted")
+    if state.phase == "Degraded":
+        return StartFailed(f"{ref} is Degraded: {state.message or state.reason}", reason=state.reason or "Degraded")
+    if state.reason == "WaitingForCapacity":
+        return StartFailed(f"{ref} did not start within {timeout:g}s: {state.message}", reason="PoolFull")
+    detail = f" ({state.phase}: {state.message})" if state.message else f" (phase {state.phase})"
+    return StartFailed(f"{ref} was not Ready within {timeout:g}s{detail}", reason="StartTimeout")
+
+
+def _is_protocol_line(line: str) -> bool:
+    """A JSON-RPC message on a stdio server's stdout: it belongs to clients, not to the log."""
+    text = line.lstrip()
+    return text.startswith("{") and '"jsonrpc"' in text
+
+
+class KubernetesRuntime:
+    """`gateway.runtime.Runtime` on a cluster; see the module docstring."""
+
+    def __init__(self, client: KubeClient, settings: KubeSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.store = Store()
+        self.informers: list[Informer] = []
+        for namespace in settings.namespaces or (None,):
+            self.informers.append(Informer(client, self.store, MCPSERVERS, namespace,
+                                           watch_timeout=settings.watch_timeout, on_event=self._server_event))
+            self.informers.append(Informer(client, self.store, PODS, namespace, label_selector=LABEL_SERVER,
+                                           watch_timeout=settings.watch_timeout))
+        self.writer = DemandWriter(self._patch, self._observe, Policy(interval=settings.write_interval))
+        self._attaches: dict[int, tuple[ServerRef, attach.AttachConnection]] = {}
+        self._attach_failures: dict[ServerRef, str] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        for informer in self.informers:
+            informer.start()
+        for informer in self.informers:
+            if not informer.synced.wait(self.settings.sync_timeout):
+                log.warning("%s not listed within %gs: %s", informer.name, self.settings.sync_timeout,
+                            informer.stats.last_error or "no answer")
+
+    # ---- the cache --------------------------------------------------------------------------
+
+    def _served(self, namespace: str) -> bool:
+        return self.settings.namespaces is None or namespace in self.settings.namespaces
+
+    def _object(self, ref: ServerRef) -> dict[str, Any] | None:
+        return self.store.get(MCPSERVERS.plural, ref.namespace, ref.name)
+
+    def _server_event(self, _kind: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata", {})
+        ref = ServerRef(str(meta.get("namespace", "")), str(meta.get("name", "")))
+        self.writer.changed(ref)
+        phase = (obj.get("status") or {}).get("phase")
+        if phase not in RUNNING:
+            with self._lock:  # a stopped server's lost attach is expected, not a failure
+                self._attach_failures.pop(ref, None)
+
+    def _observe(self, ref: ServerRef) -> Observed | None:
+        obj = self._object(ref)
+        if obj is None:
+            return None
+        server = read_server(obj)
+        return Observed(phase=str((obj.get("status") or {}).get("phase") or "Idle"), demand=server.demand,
+                        idle_timeout=server.idle_timeout, start_timeout=server.start_timeout)
+
+    def _patch(self, ref: ServerRef, patch: dict[str, Any]) -> dict[str, Any]:
+        return self.client.merge_patch(MCPSERVERS, ref.namespace, ref.name, patch)
+
+    # ---- Runtime ----------------------------------------------------------------------------
+
+    def list_servers(self) -> list[ServerState]:
+        return [state_of(obj) for obj in self.store.items(MCPSERVERS.plural)]
+
+    def resolve(self, name: str, namespace: str | None = None) -> ServerRef:
+        if namespace is not None:
+            if not self._served(namespace):
+                raise ServerNotFound(f"namespace {namespace!r} is not served by this gateway")
+            if self._object(ServerRef(namespace, name)) is None:
+                raise ServerNotFound(f"no MCPServer {name!r} in namespace {namespace!r}")
+            return ServerRef(namespace, name)
+        found = [ServerRef(o["metadata"]["namespace"], name) for o in self.store.items(MCPSERVERS.plural)
+                 if o["metadata"]["name"] == name]
+        if not found:
+            raise ServerNotFound(f"no MCPServer {name!r} in the served namespaces")
+        if len(found) > 1:
+            spaces = ", ".join(sorted(r.namespace for r in found))
+            raise AmbiguousServer(f"MCPServer {name!r} exists in several namespaces ({spaces}); name one")
+        return found[0]
+
+    def get(self, ref: ServerRef) -> ServerState:
+        obj = self._object(ref)
+        if obj is None:
+            raise ServerNotFound(f"no MCPServer {ref}")
+        return state_of(obj)
+
+    def request(self, ref: ServerRef) -> None:
+        self.get(ref)
+        try:
+            self.writer.request(ref)
+        except NotFound as err:
+            raise ServerNotFound(f"no MCPServer {ref}") from err
+
+    def shutdown(self, ref: ServerRef) -> None:
+        self.get(ref)
+        try:
+            self.writer.stop(ref)
+        except NotFound as err:
+            raise ServerNotFound(f"no MCPServer {ref}") from err
+
+    def touch(self, ref: ServerRef, sessions: int) -> None:
+        self.writer.touch(ref, sessions)
+
+    def _demand(self, ref: ServerRef, obj: Mapping[str, Any]) -> Demand:
+        return self.writer.stored(ref, read_server(obj).demand)
+
+    def wait_ready(self, ref: ServerRef, timeout: float) -> ServerState:
+        """Block until Ready, woken by watch events; re-request if the server stops meanwhile."""
+        requested_at = datetime.now(UTC)
+        last_request_generation = -1
+
+        def check() -> tuple[str, ServerState | None] | None:
+            nonlocal last_request_generation
+            obj = self._object(ref)
+            if obj is None:
+                return ("gone", None)
+            state = state_of(obj)
+            if state.phase == "Ready":
+                return ("ready", state)
+            if state.phase == "Degraded" and degraded_is_final(state, requested_at):
+                return ("failed", state)
+            if state.phase in ("Idle", "Stopping", "Degraded") and self.store.generation != last_request_generation:
+                fresh = state.server.start_timeout
+                if not request_honoured(self._demand(ref, obj), datetime.now(UTC), fresh * 0.75):
+                    last_request_generation = self.store.generation
+                    return ("request", state)
+            return None
+
+        deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+        while True:
+            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            outcome = self.store.wait_for(check, max(0.0, remaining)) if remaining > 0 else check()
+            if outcome is None:
+                obj = self._object(ref)
+                raise start_failure(state_of(obj) if obj else None, ref, timeout)
+            what, state = outcome
+            if what == "ready" and state is not None:
+                return state
+            if what == "gone":
+                raise ServerNotFound(f"MCPServer {ref} was deleted while a client waited for it")
+            if what == "failed":
+                raise start_failure(state, ref, timeout)
+            if what == "request":
+                self.writer.request(ref)  # the server stopped (or never saw us): ask again
+            if remaining <= 0:
+                obj = self._object(ref)
+                raise start_failure(state_of(obj) if obj else None, ref, timeout)
+
+    def _pod(self, ref: ServerRef, state: ServerState) -> dict[str, Any]:
+        name = str(state.extra.get("podName") or child_name(ref.name))
+        pod = self.store.get(PODS.plural, ref.namespace, name)
+        if pod is None:  # not in the cache yet (just created): ask once
+            try:
+                pod = self.client.get(PODS, ref.namespace, name)
+            except NotFound as err:
+                raise StartFailed(f"{ref} is {state.phase} but its Pod {name} does not exist",
+                                  reason="PodMissing") from err
+        return pod
+
+    def connect(self, ref: ServerRef, session: str | None = None) -> StdioConnection | HttpEndpoint:
+        state = self.get(ref)
+        server = state.server
+        if state.phase != "Ready":
+            raise StartFailed(f"{ref} is {state.phase}, not Ready", reason="NotRunning")
+        if server.isolation == "session" and session is not None:
+            log.info("%s: isolation: session is for the local runtime; its one Pod serves every session", ref)
+        if server.transport.is_http:
+            host = f"{child_name(server.name)}.{server.namespace}.svc"
+            return HttpEndpoint(url=f"http://{host}:{server.transport.port}{server.transport.path or ''}",
+                                transport=server.transport.type)
+        return self._attach(ref, server, self._pod(ref, state))
+
+    def _attach(self, ref: ServerRef, server: Server, pod: Mapping[str, Any]) -> attach.AttachConnection:
+        name = pod["metadata"]["name"]
+        uid = pod["metadata"].get("uid")
+        restarts = _restarts(pod)
+        params = [("container", CONTAINER), ("stdin", "true"), ("stdout", "true"), ("stderr", "true")]
+
+        def open_socket() -> Any:
+            return self.client.open_websocket(PODS, ref.namespace, name, subresource="attach", params=params,
+                                              subprotocols=attach.SUBPROTOCOLS)
+
+        def same_container() -> bool:
+            current = self.client.get(PODS, ref.namespace, name)
+            return current["metadata"].get("uid") == uid and _restarts(current) == restarts and _running(current)
+
+        def on_end(conn: attach.AttachConnection, reason: str) -> None:
+            with self._lock:
+                self._attaches.pop(id(conn), None)
+                obj = self._object(ref)
+                if obj is not None and (obj.get("status") or {}).get("phase") in RUNNING:
+                    self._attach_failures[ref] = f"attach to Pod {ref.namespace}/{name} ended: {reason}"
+            self.store.notify()
+
+        try:
+            conn = attach.AttachConnection(
+                f"{ref} (Pod {name})", open_socket, can_reattach=same_container, on_end=on_end,
+                on_stderr=lambda line: log.info("%s stderr: %s", ref, line), ping_interval=self.settings.ping_interval)
+        except KubeError:
+            raise
+        except Exception as err:
+            raise StartFailed(f"cannot attach to Pod {ref.namespace}/{name}: {err}", reason="AttachFailed") from err
+        with self._lock:
+            self._attaches[id(conn)] = (ref, conn)
+            self._attach_failures.pop(ref, None)
+        return conn
+
+    def logs(self, ref: ServerRef, follow: bool) -> Iterator[str]:
+        state = self.get(ref)
+        pod = str(state.extra.get("podName") or child_name(ref.name))
+        params: dict[str, Any] = {"container": CONTAINER, "follow": "true" if follow else "false"}
+        if not follow:
+            params["tailLines"] = "1000"
+        stdio = not state.server.transport.is_http
+        try:
+            for line in self.client.stream_lines(PODS, ref.namespace, pod, "log", params):
+                if not (stdio and _is_protocol_line(line)):
+                    yield line
+        except NotFound as err:
+            raise ServerNotFound(f"{ref} has no Pod ({pod}): it is {state.phase}") from err
+
+    def ready(self) -> tuple[bool, str]:
+        for informer in self.informers:
+            if not informer.synced.is_set():
+                return False, f"{informer.name} not listed yet: {informer.stats.last_error or 'waiting'}"
+            if not informer.healthy:
+                return False, f"{informer.name}: {informer.stats.last_error or 'watch down'}"
+        with self._lock:
+            failures = dict(self._attach_failures)
+        if failures:
+            return False, "; ".join(failures.values())
+        return True, ""
+
+    def close(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+        self.writer.close()
+        with self._lock:
+            conns = [conn for _, conn in self._attaches.values()]
+        for conn in conns:
+            conn.close()
+        self.client.close()
+
+
+def _container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    for status in (pod.get("status") or {}).get("containerStatuses") or ():
+        if status.get("name") == CONTAINER:
+            return status
+    return {}
+
+
+def _restarts(pod: Mapping[str, Any]) -> int:
+    return int(_container_status(pod).get("restartCount") or 0)
+
+
+def _running(pod: Mapping[str, Any]) -> bool:
+    return "running" in (_container_status(pod).get("state") or {})
+
+
+def create_runtime(config: Config) -> KubernetesRuntime:
+    """The runtime `nmcp gateway --runtime kubernetes` serves from (reads the environment once)."""
+    try:
+        cluster = load_cluster(os.environ)
+    except ClusterConfigError as err:
+        raise ConfigError(f"kubernetes runtime: {err}") from err
+    settings = KubeSettings.from_config(config, cluster.namespace)
+    runtime = KubernetesRuntime(KubeClient(cluster), settings)
+    served = ", ".join(settings.namespaces) if settings.namespaces else "all namespaces"
+    log.info("kubernetes runtime: %s at %s, serving %s", cluster.source, cluster.server, served)
+    runtime.start()
+    return runtime
