@@ -373,9 +373,9 @@ class Bridge:
 
     def _connection(self, target: StdioConnection | HttpEndpoint) -> StdioConnection:
         if isinstance(target, HttpEndpoint):
-            from gateway.upstreams.http import HttpConnection  # noqa: PLC0415 - built by another part
+            from gateway.upstreams.http import open_http_upstream  # noqa: PLC0415 - only HTTP servers need it
 
-            return HttpConnection(target)
+            return open_http_upstream(target)
         return target
 
     def _last_log(self) -> str:

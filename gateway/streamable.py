@@ -30,10 +30,11 @@ import gevent.queue
 from flask import Blueprint, Response, request
 
 from gateway import routing
-from gateway.bridge import CLOSED, HANDSHAKE_VERSIONS, MODERN_VERSIONS, Session
+from gateway.bridge import CLOSED, HANDSHAKE_VERSIONS, MODERN_VERSIONS, Hub, Session
 from gateway.web import (
     KEEPALIVE,
     SSE_HEADERS,
+    Gateway,
     check_origin,
     gateway,
     resolve,
@@ -135,11 +136,12 @@ def post(name: str, namespace: str | None = None) -> Response:
 
 
 def _adopt_modern(session: Session, message: dict[str, Any], version: str) -> None:
-    params = message.get("params") if isinstance(message.get("params"), dict) else {}
-    meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
     session.protocol_version = version
     session.modern_method = str(message.get("method"))
-    session.capabilities = routing.client_capabilities(meta.get(f"{routing.MODERN_META_PREFIX}clientCapabilities"))
+    # 2026-07-28 replaced server-to-client requests by multi round-trip results, which this
+    # gateway does not produce: declare nothing, so such a request is refused upstream at once
+    # instead of waiting for an answer the client will never send.
+    session.capabilities = frozenset()
 
 
 def _answer(session: Session, message: dict[str, Any], new_session: bool) -> Response:
@@ -174,16 +176,16 @@ def _answer(session: Session, message: dict[str, Any], new_session: bool) -> Res
         raise
     if first is GONE or first is CLOSED:
         stop(watcher)
-        _finish(session, request_id, answered=False)
+        _finish(session, request_id, False, hub)
         return Response(status=204)
     if first is not None and routing.kind(first) == "response" and can_json:
         stop(watcher)
-        _finish(session, request_id, answered=True)
+        _finish(session, request_id, True, hub)
         return _json(session, first, new_session)
     headers = dict(SSE_HEADERS)
     if new_session:
         headers[SESSION_HEADER] = session.id
-    body = _stream(session, request_id, queue, first, watcher=watcher, new_session=new_session)
+    body = _stream(session, request_id, queue, first, watcher=watcher, new_session=new_session, gw=gw)
     return Response(body, headers=headers)
 
 
@@ -199,9 +201,10 @@ def _json(session: Session, answer: dict[str, Any], new_session: bool) -> Respon
 
 
 def _stream(session: Session, request_id: Any, queue: gevent.queue.Queue, first: Any, *,
-            watcher: gevent.Greenlet | None, new_session: bool) -> Iterator[bytes]:
-    keepalive = gateway().config.keepalive
-    hub = gateway().hub
+            watcher: gevent.Greenlet | None, new_session: bool, gw: Gateway) -> Iterator[bytes]:
+    """Runs after the view returned (no app context): everything it needs comes in arguments."""
+    keepalive = gw.config.keepalive
+    hub = gw.hub
     answered = False
     try:
         message = first
@@ -225,9 +228,8 @@ def _stream(session: Session, request_id: Any, queue: gevent.queue.Queue, first:
         _finish(session, request_id, answered, hub)
 
 
-def _finish(session: Session, request_id: Any, answered: bool, hub: Any = None) -> None:
+def _finish(session: Session, request_id: Any, answered: bool, hub: Hub) -> None:
     """The request's stream is over; a stateless request ends its session (cancelling it if unanswered)."""
-    hub = hub or gateway().hub
     session.close_stream(request_id)
     if session.transport == "stateless":
         hub.close(session)  # detaching cancels the request upstream when it is still in flight
