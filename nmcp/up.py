@@ -29,7 +29,8 @@ def gunicorn_argv(bind: str) -> list[str]:
     """The gunicorn command line: the gateway's own gunicorn.conf.py, the gateway app."""
     import gateway  # noqa: PLC0415 - only to find its config file; imports nothing heavy
 
-    config = Path(gateway.__file__).with_name("gunicorn.conf.py")
+    # __path__, not __file__: an editable install may present the package as a namespace package.
+    config = Path(next(iter(gateway.__path__))) / "gunicorn.conf.py"
     return [sys.executable, "-m", "gunicorn", "--config", str(config), "--bind", bind, APP]
 
 

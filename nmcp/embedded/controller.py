@@ -4,15 +4,18 @@ The request bodies are exactly Metacontroller's (hook version v2, `reference/met
 §2.2 and §2.5): the CompositeController object (carrying `nmcp.nwrx.io/runtime: local`, which is
 how the hooks know a server runs as a local process), the parent, its owned children keyed
 `namespace/name` with one map per child type, and the related objects selected by the rules the
-customize hook returned (namespace, names, label selector; §3.2).
+customize hook returned (namespace, names, label selector; §3.2). `plan_pods` is its child
+management for the pool's Pods: what to create and what to delete so that the observed Pods
+match the desired ones (§2.8, with the `Recreate` update strategy of controllers.yaml).
 
-Pure: objects in, request dicts out.
+Pure: objects in, request dicts and plans out.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nmcp.resources import API_VERSION, GROUP
@@ -121,3 +124,38 @@ def sync_request(controller: Mapping[str, Any], parent: Mapping[str, Any],
         "related": dict(related),
         "finalizing": bool((parent.get("metadata") or {}).get("deletionTimestamp")),
     }
+
+
+@dataclass(frozen=True)
+class PodActions:
+    """What to do so that the observed Pods of a pool match the desired ones."""
+
+    create: tuple[dict[str, Any], ...]
+    delete: tuple[str, ...]  # Pod keys
+
+
+@dataclass(frozen=True)
+class ObservedPod:
+    desired: Mapping[str, Any]  # what it runs
+    owner: str
+    deleting: bool
+
+
+def plan_pods(owner: str, desired: Sequence[Mapping[str, Any]], observed: Mapping[str, ObservedPod]) -> PodActions:
+    """Metacontroller's child management for one parent's Pods, with the `Recreate` strategy.
+
+    An owned Pod not desired is deleted; a desired Pod whose spec differs from the running one is
+    deleted and created again by a later pass once it is gone; a desired Pod is created when no
+    Pod of that name exists (a terminating one, or one another pool still owns, blocks it).
+    """
+    wanted = {object_key(pod): pod for pod in desired}
+    delete = [key for key, pod in observed.items()
+              if pod.owner == owner and not pod.deleting
+              and (key not in wanted or _runs(pod.desired) != _runs(wanted[key]))]
+    create = [dict(pod) for key, pod in wanted.items() if key not in observed]
+    return PodActions(tuple(create), tuple(sorted(delete)))
+
+
+def _runs(pod: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The parts of a Pod that decide what runs; a change in them replaces the process."""
+    return pod.get("spec"), (pod.get("metadata") or {}).get("labels")

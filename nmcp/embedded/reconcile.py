@@ -11,7 +11,7 @@ demand all the way to a running process:
 3. for each MCPServer: customize, then sync (or finalize) with its pool and the pool's Pods as
    related objects; write the returned status and log every phase change.
 
-All lifecycle decisions come from `hooks.sync`; `plan_pods` (pure) only compares the desired
+All lifecycle decisions come from `hooks.sync`; `controller.plan_pods` (pure) only compares the desired
 children with the observed ones, as Metacontroller's child management does. A pass runs when
 something happens (demand, a process starting, exiting or stopping, a manifest changing) and at
 the earliest `resyncAfterSeconds` the hooks asked for. The loop is the only writer of statuses and
@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,39 +51,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class PodActions:
-    """What to do so that the observed Pods of a pool match the desired ones."""
-
-    create: tuple[dict[str, Any], ...]
-    delete: tuple[str, ...]  # Pod keys
-
-
-@dataclass(frozen=True)
-class ObservedPod:
-    desired: Mapping[str, Any]  # what it runs
-    owner: str
-    deleting: bool
-
-
-def plan_pods(owner: str, desired: Sequence[Mapping[str, Any]], observed: Mapping[str, ObservedPod]) -> PodActions:
-    """Metacontroller's child management for one parent's Pods, with the `Recreate` strategy.
-
-    An owned Pod not desired is deleted; a desired Pod whose spec differs from the running one is
-    deleted and created again by a later pass once it is gone; a desired Pod is created when no
-    Pod of that name exists (a terminating one, or one another pool still owns, blocks it).
-    """
-    wanted = {mc.object_key(pod): pod for pod in desired}
-    delete = [key for key, pod in observed.items()
-              if pod.owner == owner and not pod.deleting
-              and (key not in wanted or _runs(pod.desired) != _runs(wanted[key]))]
-    create = [dict(pod) for key, pod in wanted.items() if key not in observed]
-    return PodActions(tuple(create), tuple(sorted(delete)))
-
-
-def _runs(pod: Mapping[str, Any]) -> tuple[Any, Any]:
-    """The parts of a Pod that decide what runs; a change in them replaces the process."""
-    return pod.get("spec"), (pod.get("metadata") or {}).get("labels")
+def _clamp(due: float | None) -> float:
+    """Seconds to sleep: when the hooks asked, never spinning, never longer than the resync period."""
+    return max(MIN_RESYNC, min(due if due is not None else RESYNC_PERIOD, RESYNC_PERIOD))
 
 
 def _phase_of(obj: Mapping[str, Any] | None) -> tuple[str, str, str]:
@@ -122,8 +91,16 @@ class Reconciler:
 
     # -- lifecycle of the loop ---------------------------------------------------------------------
     def start(self) -> None:
+        """Load the manifests and run a first pass now (so the gateway lists every server at once),
+        then keep reconciling in the background."""
         self.reload()
-        self._greenlets.append(gevent.spawn(self._loop))
+        self._wake.clear()
+        try:
+            first = self.reconcile()
+        except Exception:
+            log.exception("reconcile pass failed")
+            first = ERROR_RETRY
+        self._greenlets.append(gevent.spawn(self._loop, first))
         if self.poll_interval > 0:
             self._greenlets.append(gevent.spawn(self._watch))
 
@@ -151,21 +128,20 @@ class Reconciler:
         gevent.wait([pod.gone for pod in pods], timeout=timeout)
         log.info("stopped %d server process%s", len(pods), "" if len(pods) == 1 else "es")
 
-    def _loop(self) -> None:
-        delay: float | None = 0.0
+    def _loop(self, first: float | None) -> None:
+        delay = _clamp(first)
         while True:
             self._wake.wait(delay)
             self._wake.clear()
             started = time.monotonic()
             try:
-                delay = self.reconcile()
+                due = self.reconcile()
                 self.last_error = ""
             except Exception as err:  # a bug in a hook: log it, keep serving, retry soon
                 log.exception("reconcile pass failed")
                 self.last_error = f"reconcile failed: {err}"
-                delay = ERROR_RETRY
-            delay = max(MIN_RESYNC, min(delay if delay is not None else RESYNC_PERIOD, RESYNC_PERIOD)
-                        - (time.monotonic() - started))
+                due = ERROR_RETRY
+            delay = max(0.0, _clamp(due) - (time.monotonic() - started))
 
     def _watch(self) -> None:
         seen = fingerprint(self.paths)
@@ -247,8 +223,8 @@ class Reconciler:
         self._log_pool(key, old, pool.get("status") or {})
         desired = list(response.get("children") or [])
         self._apply_services(key, [c for c in desired if c.get("kind") == "Service"], now)
-        observed = {k: ObservedPod(p.desired, p.owner, p.deleting) for k, p in self.pods.items()}
-        actions = plan_pods(key, [c for c in desired if c.get("kind") == "Pod"], observed)
+        observed = {k: mc.ObservedPod(p.desired, p.owner, p.deleting) for k, p in self.pods.items()}
+        actions = mc.plan_pods(key, [c for c in desired if c.get("kind") == "Pod"], observed)
         for pod_key in actions.delete:
             log.info("pod %s: stopping", pod_key, extra={"event": "pod_delete", "pod": pod_key, "pool": key})
             self.pods[pod_key].delete()

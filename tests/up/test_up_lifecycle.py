@@ -1,0 +1,123 @@
+"""`nmcp up` end to end: scale from zero, idle stop, pool admission, crash loops, the examples.
+
+Each test runs the real command (gunicorn, gevent worker, the hooks, real MCP servers) and
+talks to it as a user would: the REST API, the official MCP SDK client, its log.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from tests.support import ROOT
+from tests.up.running import GUARD, call_tool, nmcp_up, pool, time_server, wait_for, write
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _phase_events(log: str, server: str) -> list[tuple[str | None, str, str]]:
+    """(from, to, reason) of every phase change the JSON log reports for `server`."""
+    events = []
+    for line in log.splitlines():
+        if not line.startswith("{"):
+            continue  # gunicorn's own lines
+        record = json.loads(line)
+        if record.get("event") == "phase" and record.get("server") == server:
+            events.append((record["from"], record["to"], record["reason"]))
+    return events
+
+
+def test_a_client_scales_an_idle_server_from_zero_and_it_stops_after_its_idle_timeout(tmp_path: Path) -> None:
+    write(tmp_path, "servers.yaml", pool(), time_server("time", spec="idleTimeout: 2s"))
+    with nmcp_up(tmp_path, log_path=tmp_path / "up.log", log_format="json") as up:
+        assert up.servers()["time"]["phase"] == "Idle"
+        assert not any("mcp-server-time" in _cmdline(p) for p in up.processes())
+
+        result = call_tool(up.mcp_url("time"), "get_current_time", {"timezone": "UTC"})
+        assert not result.is_error
+        assert json.loads(result.content[0].text)["timezone"] == "UTC"
+
+        idle = up.wait_phase("time", "Idle")
+        assert idle["reason"] == "IdleTimeout"
+        wait_for(lambda: not any("mcp-server-time" in _cmdline(p) for p in up.processes()),
+                 "the server process to be stopped")
+        phases = [to for _, to, _ in _phase_events(up.log(), "default/time")]
+        # The pool admits it in the same pass that sees the demand, so it never shows Requested.
+        assert phases == ["Idle", "Starting", "Ready", "Stopping", "Idle"], phases
+        assert ("Ready", "Stopping", "IdleTimeout") in _phase_events(up.log(), "default/time")
+
+        # And from zero again: the next client is served the same way.
+        again = call_tool(up.mcp_url("time"), "get_current_time", {"timezone": "Europe/Paris"})
+        assert json.loads(again.content[0].text)["timezone"] == "Europe/Paris"
+
+
+def test_max_active_holds_and_the_waiting_server_starts_when_one_stops(tmp_path: Path) -> None:
+    write(tmp_path, "pool.yaml", pool(max_active=2))
+    write(tmp_path, "servers.yaml", *(time_server(name) for name in ("a", "b", "c")))
+    with nmcp_up(tmp_path, log_path=tmp_path / "up.log") as up:
+        requests_sent = [threading.Thread(target=up.post, args=(name, "request")) for name in ("a", "b", "c")]
+        for thread in requests_sent:
+            thread.start()
+        for thread in requests_sent:
+            thread.join(GUARD)
+        most = 0
+
+        def settled() -> dict[str, list[str]] | None:
+            nonlocal most
+            most = max(most, sum("mcp-server-time" in _cmdline(p) for p in up.processes()))
+            by_phase: dict[str, list[str]] = {}
+            for name, server in up.servers().items():
+                by_phase.setdefault(server["phase"], []).append(name)
+            return by_phase if len(by_phase.get("Ready", [])) == 2 and len(by_phase.get("Requested", [])) == 1 \
+                else None
+
+        phases = wait_for(settled, "two servers Ready and one Requested")
+        (waiting,) = phases["Requested"]
+        state = up.server(waiting)
+        assert state["reason"] == "WaitingForCapacity"
+        assert "2/2" in state["message"]
+        assert most <= 2
+
+        stopped = phases["Ready"][0]
+        up.post(stopped, "shutdown")
+        assert up.wait_phase(waiting, "Ready")["details"]["podName"] == f"mcp-{waiting}"
+        assert up.wait_phase(stopped, "Idle")["reason"] == "StoppedByRequest"
+        assert sum("mcp-server-time" in _cmdline(p) for p in up.processes()) <= 2
+
+
+def test_a_server_that_keeps_exiting_is_degraded_with_its_exit_status_and_stderr(tmp_path: Path) -> None:
+    write(tmp_path, "servers.yaml", pool(), """
+        apiVersion: nmcp.nwrx.io/v1
+        kind: MCPServer
+        metadata: {name: crashy}
+        spec:
+          command: [sh, -c, 'echo "no config file" >&2; exit 3']
+        """)
+    with nmcp_up(tmp_path, log_path=tmp_path / "up.log") as up:
+        up.post("crashy", "request")
+        degraded = up.wait_phase("crashy", "Degraded")
+        assert degraded["reason"] == "CrashLoopBackOff"
+        assert "last exit code 3" in degraded["message"]
+        assert "no config file" in degraded["message"]
+
+
+def test_the_examples_serve_both_servers(tmp_path: Path) -> None:
+    with nmcp_up(ROOT / "examples" / "local", log_path=tmp_path / "up.log", cwd=ROOT) as up:
+        servers = up.servers()
+        assert {name: (s["phase"], s["pool"]) for name, s in servers.items()} == {
+            "everything": ("Idle", "default"), "time": ("Idle", "default")}
+
+        echoed = call_tool(up.mcp_url("everything"), "echo", {"message": "hello from nmcp up"})
+        assert "hello from nmcp up" in echoed.content[0].text
+        now = call_tool(up.mcp_url("time"), "get_current_time", {"timezone": "UTC"})
+        assert json.loads(now.content[0].text)["timezone"] == "UTC"
+
+        servers = up.servers()
+        assert servers["everything"]["phase"] == servers["time"]["phase"] == "Ready"
+        assert servers["time"]["lastActiveAt"] is not None
