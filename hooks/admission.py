@@ -56,27 +56,37 @@ def plan_pool(pool: Pool, servers: Sequence[Server], pods: Sequence[PodView],
               problems: Mapping[str, Sequence[SpecError]], now: datetime) -> PoolPlan:
     """Decide the pool's Pods. `servers` are the pool's; `problems` maps server key to its spec problems."""
     by_label = {pod.server_label: pod for pod in pods}
-    pod_of = {s.key: by_label.get(label_value(s.name)) for s in servers}
+    # One pass over the servers: a pool sync may carry thousands of them.
+    kept: list[Server] = []
+    idle_running: list[Server] = []
+    waiting: list[Server] = []
+    stopped: list[Server] = []
+    moments: list[datetime] = []
+    for server in servers:
+        pod = by_label.get(label_value(server.name))
+        runnable = not problems.get(server.key) and not server.deleting
+        if pod is not None:
+            if runnable and lifecycle.keep_running(server, pool, pod, now):
+                kept.append(server)
+                if lifecycle.idle_running(server, pod, now):
+                    idle_running.append(server)
+        elif runnable and lifecycle.pending(server, now):
+            waiting.append(server)
+        else:
+            stopped.append(server)
+        moments.extend(lifecycle.deadlines(server, pool, pod))
 
-    def runnable(server: Server) -> bool:
-        return not problems.get(server.key) and not server.deleting
-
-    kept = [s for s in servers if runnable(s) and lifecycle.keep_running(s, pool, pod_of[s.key], now)]
-    idle_running = sorted((s for s in kept if lifecycle.idle_running(s, pod_of[s.key], now)),
-                          key=lifecycle.last_demand_key)
+    idle_running.sort(key=lifecycle.last_demand_key)
     evicted = idle_running[pool.max_idle:]
-    evicted_keys = {s.key for s in evicted}
-    kept = [s for s in kept if s.key not in evicted_keys]
+    if evicted:
+        evicted_keys = {s.key for s in evicted}
+        kept = [s for s in kept if s.key not in evicted_keys]
 
     occupied = len(pods)
     free = max(pool.max_active - occupied, 0)
-    waiting = sorted((s for s in servers if pod_of[s.key] is None and runnable(s) and lifecycle.pending(s, now)),
-                     key=_request_order)
+    waiting.sort(key=_request_order)
     admitted, still_waiting = waiting[:free], waiting[free:]
-    pending_keys = {s.key for s in waiting}
-    stopped = [s for s in servers if pod_of[s.key] is None and s.key not in pending_keys]
 
-    moments = [m for s in servers for m in lifecycle.deadlines(s, pool, pod_of[s.key])]
     return PoolPlan(
         kept=tuple(kept),
         admitted=tuple(admitted),
