@@ -637,7 +637,7 @@ class StreamableHttpUpstream(_HttpUpstream):
                 self._lost("the server no longer knows this session (404)")
             elif response.ok and kind == "text/event-stream":
                 self._answer_stream(response, request_id)
-            elif kind == "application/json":
+            elif response.ok and kind == "application/json":
                 try:
                     body = response.content
                 except _STREAM_ERRORS as exc:
@@ -645,7 +645,7 @@ class StreamableHttpUpstream(_HttpUpstream):
                     return
                 if not any(answers(m, request_id) for m in self._deliver(body)):
                     self._fail(request_id, f"HTTP {response.status_code} without an answer", response.status_code)
-            else:
+            else:  # an HTTP error; its JSON-RPC body (often with a null id) becomes the error's message
                 self._fail(request_id, f"HTTP {response.status_code} {kind or '(no type)'}: {_snippet(response)}",
                            response.status_code)
 
@@ -663,23 +663,27 @@ class StreamableHttpUpstream(_HttpUpstream):
         end = self._pump(response, on_event)
         response.close()
         while not answered and not self._closing.is_set() and not self._ended.is_set():
+            if end is StreamEnd.IDLE:
+                self._fail(request_id, f"no answer within {self.settings.request_timeout:g}s")
+                return
             if where.last_id is None:
                 if end is StreamEnd.BROKEN:
                     self._lost("an answer stream broke off")
-                elif end is StreamEnd.IDLE:
-                    self._fail(request_id, f"no answer within {self.settings.request_timeout:g}s")
                 else:
                     self._fail(request_id, "the server closed the answer stream without answering")
                 return
-            # The server ended the connection, not the stream (2025-11-25 polling), or it dropped, or
-            # went quiet: in every case the rest is replayed after the last event id we saw.
-            if end is StreamEnd.CLEAN and self._closing.wait(where.retry or 0):
+            # The server ended the connection, not the stream (2025-11-25 polling), or the connection
+            # dropped: either way the rest is replayed after the last event id we saw.
+            if end is StreamEnd.CLEAN and self._closing.wait(self._retry_delay(where)):
                 return
             resumed = self._resume(where.last_id)
             if resumed is None:
                 return
             with resumed:
                 end = self._pump(resumed, on_event)
+
+    def _retry_delay(self, where: _Resumable) -> float:
+        return self.settings.reconnect_delay if where.retry is None else where.retry
 
     def _resume(self, last_id: str) -> requests.Response | None:
         headers = {**self._headers("text/event-stream"), "Last-Event-ID": last_id}
@@ -698,6 +702,7 @@ class StreamableHttpUpstream(_HttpUpstream):
     def _listen(self) -> None:
         """Hold the GET stream open for messages tied to no request, reopening it when it ends."""
         where = _Resumable()
+        previous: StreamEnd | None = None
 
         def on_event(event: SseEvent) -> None:
             where.see(event)
@@ -729,10 +734,11 @@ class StreamableHttpUpstream(_HttpUpstream):
                         return
                     end = self._pump(response, on_event)
                 # A clean end is the server's choice (polling): come back after its retry delay. A broken
-                # stream is retried at once: if the server died, the reconnect fails and ends the upstream.
-                if end is StreamEnd.CLEAN and self._closing.wait(self.settings.reconnect_delay if where.retry is None
-                                                else where.retry):
+                # stream is retried at once (if the server died, the reconnect fails and ends the
+                # upstream), but not twice in a row, so a server that keeps breaking it is not hammered.
+                if (end is StreamEnd.CLEAN or end is previous) and self._closing.wait(self._retry_delay(where)):
                     return
+                previous = end
         finally:
             self._listening.set()
 

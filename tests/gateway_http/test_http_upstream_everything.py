@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from gateway.runtime import HttpEndpoint
-from gateway.upstreams.http import StreamableHttpUpstream, open_http_upstream
+from gateway.upstreams.http import StreamableHttpUpstream, UpstreamSettings, open_http_upstream
 from tests.gateway_http.driver import ENDED, GUARD, Driver, socket_fds
 from tests.gateway_http.servers import everything
 from tests.support import free_port
@@ -142,3 +144,38 @@ def test_unreachable_streamable_server_ends_receive() -> None:
 def test_unknown_transport_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown HTTP transport 'stdio'"):
         open_http_upstream(HttpEndpoint("http://127.0.0.1:1/", "stdio"))
+
+
+@pytest.fixture(scope="module")
+def streamable_endpoint() -> Iterator[HttpEndpoint]:
+    with everything("streamable-http") as (endpoint, _):
+        yield endpoint
+
+
+def test_an_http_error_answers_the_request_with_a_jsonrpc_error(streamable_endpoint: HttpEndpoint) -> None:
+    # A request before initialize: the server refuses it with HTTP 400 and a body whose id is null.
+    conn = open_http_upstream(streamable_endpoint)
+    try:
+        driver = Driver(conn)
+        response, before = driver.until_response(driver.request("tools/list"))
+        assert before == []
+        assert "HTTP 400" in response["error"]["message"]
+        assert "not initialized" in response["error"]["message"]
+        assert response["error"]["data"] == {"httpStatus": 400}
+    finally:
+        conn.close()
+
+
+def test_a_request_without_answer_in_time_fails_alone(streamable_endpoint: HttpEndpoint) -> None:
+    conn = open_http_upstream(streamable_endpoint, UpstreamSettings(request_timeout=2))
+    try:
+        driver = Driver(conn)
+        driver.handshake()
+        response, _ = driver.until_response(driver.request("tools/call", {
+            "name": "trigger-long-running-operation", "arguments": {"duration": 20, "steps": 1}}))
+        assert "no answer within 2s" in response["error"]["message"]
+        # The session goes on.
+        assert text_of(driver.call("tools/call", {"name": "echo", "arguments": {"message": "still here"}})) \
+            == "Echo: still here"
+    finally:
+        conn.close()
