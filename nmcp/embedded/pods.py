@@ -155,6 +155,14 @@ class LocalPod:
                 self._on_change()
             return
 
+    def release(self, process: ServerProcess) -> None:
+        """The gateway is done with `process` (it closed the connection): the Pod goes, and the
+        loop starts a fresh one if the server is still wanted. A process that was used and let go
+        cannot serve a new upstream session, and killing it directly would look like a crash."""
+        if process is self.process and not self.deleting:
+            log.info("pod %s: the gateway closed its connection to process %d; stopping the Pod", self.key, process.pid)
+            self.delete()
+
     def delete(self) -> None:
         """Stop the process in the background; `gone` is set (and on_change called) once it is reaped."""
         if self.deleting:
@@ -173,6 +181,23 @@ class LocalPod:
         self.process = None
         self.gone.set()
         self._on_change()
+
+
+class PodConnection:
+    """The stdio of a Pod's process, as handed to the gateway (a `StdioConnection`)."""
+
+    def __init__(self, pod: LocalPod, process: ServerProcess) -> None:
+        self.pod = pod
+        self.process = process
+
+    def send(self, message: bytes) -> None:
+        self.process.send(message)
+
+    def receive(self) -> bytes | None:
+        return self.process.receive()
+
+    def close(self) -> None:
+        self.pod.release(self.process)
 
 
 def _tail(buffer: LogBuffer, lines: int = 3) -> str:

@@ -283,7 +283,8 @@ class Reconciler:
 
     def _log_pool(self, key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         counts = ("active", "idle", "waiting", "stopped", "servers")
-        if all(old.get(c) == new.get(c) for c in counts):
+        # Sessions coming and going flip `idle` all the time; a line is worth it when capacity changes.
+        if all(old.get(c) == new.get(c) for c in ("active", "waiting", "servers")):
             return
         log.info("pool %s: %s", key, ", ".join(f"{c} {new.get(c, 0)}" for c in counts),
                  extra={"event": "pool", "pool": key, **{c: new.get(c, 0) for c in counts}})

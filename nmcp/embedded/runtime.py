@@ -12,7 +12,8 @@ passes, driven by the hooks, decide what runs:
   Ready, and fails at once with the Ready condition's reason and message when the server is
   Degraded or will not start, or after the timeout with the reason it is still waiting
   (e.g. `WaitingForCapacity`, "pool default has 2/2 servers running");
-* `connect` hands over the Pod's process (its stdio), or the URL of an HTTP server.
+* `connect` hands over the Pod's process (its stdio), or the URL of an HTTP server; closing the
+  connection ends the Pod, and the loop starts a fresh one if the server is still wanted.
 
 Configuration (read once by `create_runtime`, from the gateway's `Config` and `NMCP_*`):
 `NMCP_MANIFESTS` (paths, `os.pathsep`-separated), `NMCP_LOG_FORMAT` (text | json),
@@ -40,7 +41,7 @@ from gateway.runtime import (
     StdioConnection,
 )
 from nmcp.embedded import logs
-from nmcp.embedded.pods import search_path
+from nmcp.embedded.pods import PodConnection, search_path
 from nmcp.embedded.reconcile import Reconciler
 from nmcp.embedded.store import SERVER
 from nmcp.naming import child_name
@@ -174,12 +175,12 @@ class EmbeddedRuntime:
                               reason="NotSupported")
         pod = self.loop.pod_of(ref.namespace, child_name(ref.name))
         process = pod.ready_process() if pod is not None else None
-        if process is None:
+        if pod is None or process is None:
             raise StartFailed(f"{ref} is not running", reason="NotRunning")
         transport = server.transport
         if transport.is_http:
             return HttpEndpoint(f"http://127.0.0.1:{transport.port}{transport.path}", transport.type)
-        return process
+        return PodConnection(pod, process)
 
     def logs(self, ref: ServerRef, follow: bool) -> Iterator[str]:
         self._object(ref)

@@ -121,3 +121,24 @@ def test_the_examples_serve_both_servers(tmp_path: Path) -> None:
         servers = up.servers()
         assert servers["everything"]["phase"] == servers["time"]["phase"] == "Ready"
         assert servers["time"]["lastActiveAt"] is not None
+
+
+def test_clients_arriving_together_at_an_idle_server_are_all_served(tmp_path: Path) -> None:
+    write(tmp_path, "servers.yaml", pool(), time_server("time"))
+    with nmcp_up(tmp_path, log_path=tmp_path / "up.log") as up:
+        results: dict[int, object] = {}
+
+        def client(n: int) -> None:
+            try:
+                results[n] = call_tool(up.mcp_url("time"), "get_current_time", {"timezone": "UTC"})
+            except Exception as err:  # reported below, with the others
+                results[n] = err
+
+        clients = [threading.Thread(target=client, args=(n,)) for n in range(5)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(GUARD)
+        assert all(not isinstance(r, Exception) and not r.is_error for r in results.values()), results
+        assert len(results) == 5
+        assert up.log().count("pod default/mcp-time: starting") == 1  # one process serves them all

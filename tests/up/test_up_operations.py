@@ -1,0 +1,96 @@
+"""Operating `nmcp up`: bad manifests, live changes, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.up.running import alive, call_tool, nmcp_up, pool, time_server, wait_for, write
+
+IMAGE_ONLY = """
+    apiVersion: nmcp.nwrx.io/v1
+    kind: MCPServer
+    metadata: {name: container}
+    spec:
+      image: mcp/time:latest
+    """
+BROKEN = """
+    apiVersion: nmcp.nwrx.io/v1
+    kind: MCPServer
+    metadata: {name: broken}
+    spec:
+      command: [mcp-server-time]
+      transport: {type: carrier-pigeon}
+    """
+
+
+def test_a_malformed_manifest_is_reported_by_file_document_and_field_and_the_good_ones_serve(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    write(manifests, "good.yaml", pool(), time_server("time"), IMAGE_ONLY)
+    bad = write(manifests, "more.yaml", time_server("other"), BROKEN, time_server("lost", pool="nowhere"))
+    with nmcp_up(manifests, log_path=tmp_path / "up.log") as up:
+        log = up.log()
+        assert f"{bad} (document 2): MCPServer broken: spec.transport.type: unsupported value 'carrier-pigeon'" in log
+
+        servers = up.servers()
+        assert set(servers) == {"time", "container", "other", "lost"}
+        # A server naming a missing pool is shown, with the condition the hooks give it.
+        assert (servers["lost"]["phase"], servers["lost"]["reason"]) == ("Degraded", "PoolNotFound")
+        assert "pool 'nowhere' not found" in servers["lost"]["message"]
+        # An image-only server cannot run as a local process: a clear InvalidSpec, not a hang.
+        assert (servers["container"]["phase"], servers["container"]["reason"]) == ("Degraded", "InvalidSpec")
+        assert "spec.command" in servers["container"]["message"]
+
+        result = call_tool(up.mcp_url("time"), "get_current_time", {"timezone": "UTC"})
+        assert json.loads(result.content[0].text)["timezone"] == "UTC"
+        result = call_tool(up.mcp_url("other"), "get_current_time", {"timezone": "UTC"})
+        assert not result.is_error
+
+
+def test_added_edited_and_removed_manifests_apply_while_running(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    write(manifests, "pool.yaml", pool())
+    first = write(manifests, "first.yaml", time_server("first"))
+    with nmcp_up(manifests, log_path=tmp_path / "up.log") as up:
+        assert set(up.servers()) == {"first"}
+
+        write(manifests, "second.yaml", time_server("second"))
+        wait_for(lambda: "second" in up.servers(), "the added server to be listed")
+
+        up.post("first", "request")
+        before = up.wait_phase("first", "Ready")["details"]
+        write(manifests, "first.yaml", time_server("first", spec="env: [{name: TZ, value: Europe/Paris}]"))
+        # A changed spec replaces the running process, as Metacontroller's Recreate strategy does.
+        after = wait_for(lambda: (d := up.server("first")["details"]).get("generation") == 2
+                         and up.server("first")["phase"] == "Ready" and d.get("pid") not in (None, before["pid"])
+                         and d, "the edited server to run a new process")
+        assert not alive(before["pid"])
+
+        first.unlink()
+        wait_for(lambda: "first" not in up.servers(), "the removed server to go")
+        assert not alive(after["pid"])
+        assert set(up.servers()) == {"second"}
+
+
+def test_ctrl_c_stops_every_server_process(tmp_path: Path) -> None:
+    write(tmp_path, "servers.yaml", pool(), time_server("a"), time_server("b"), """
+        apiVersion: nmcp.nwrx.io/v1
+        kind: MCPServer
+        metadata: {name: shell}
+        spec:
+          command: [sh, -c, 'sleep 300 & wait']
+        """)
+    with nmcp_up(tmp_path, log_path=tmp_path / "up.log") as up:
+        for name in ("a", "b", "shell"):
+            up.post(name, "request")
+        for name in ("a", "b", "shell"):
+            up.wait_phase(name, "Ready")
+        processes = up.processes()
+        assert len(processes) >= 5  # the gunicorn worker, two servers, a shell and its sleep
+
+        status = up.interrupt()
+        assert status == 0, up.log()
+        wait_for(lambda: not any(alive(p) for p in processes), "every child process to exit")
+        assert "stopped 3 server processes" in up.log()
