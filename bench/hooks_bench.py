@@ -3,7 +3,9 @@
 Starts `nmcp operator` (gunicorn, gthread workers) on a loopback port, then posts pool sync
 requests with 10, 100 and 500 MCPServers, and a server sync, from a few client threads with
 keep-alive sessions (as Metacontroller's workers do). Prints requests per second and p50/p99
-latency per body, plus the time the pure function alone takes in this process.
+latency per body as the client sees it; the server's CPU time per request (from the hooks'
+Server-Timing header), which does not depend on what else loads the machine; and the time the
+pure function alone takes in this process.
 
 Bodies are shaped like Metacontroller's (hook v2 keys, full objects with managedFields); a
 fifth of the servers run, a tenth wait for a slot, the rest are idle.
@@ -74,14 +76,27 @@ def server_body(n: int, now: datetime) -> dict[str, Any]:
     return server_request(_server(0, n, now), pool(max_active=max(5, n // 5), now=now), pods)
 
 
-def load(url: str, body: bytes, duration: float, concurrency: int) -> list[float]:
-    """Post `body` from `concurrency` keep-alive sessions for `duration` seconds; latencies in ms."""
+def _cpu_ms(header: str) -> float:
+    """The `cpu` entry of the hooks' Server-Timing header."""
+    for part in header.split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        if name == "cpu":
+            return float(dur)
+    raise ValueError(f"no cpu timing in {header!r}")
+
+
+def load(url: str, body: bytes, duration: float, concurrency: int) -> tuple[list[float], list[float]]:
+    """Post `body` from `concurrency` keep-alive sessions for `duration` seconds.
+
+    Returns the client-side latencies and the server's CPU time per request, in ms.
+    """
     latencies: list[float] = []
+    cpu: list[float] = []
     lock = threading.Lock()
     stop = time.monotonic() + duration
 
     def worker() -> None:
-        mine = []
+        mine, mine_cpu = [], []
         with requests.Session() as session:
             session.trust_env = False
             while time.monotonic() < stop:
@@ -90,15 +105,22 @@ def load(url: str, body: bytes, duration: float, concurrency: int) -> list[float
                 mine.append((time.perf_counter() - start) * 1000)
                 if response.status_code != 200:
                     raise RuntimeError(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
+                mine_cpu.append(_cpu_ms(response.headers["Server-Timing"]))
         with lock:
             latencies.extend(mine)
+            cpu.extend(mine_cpu)
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return latencies
+    return latencies, cpu
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def pure_ms(func: Any, request: dict[str, Any], now: datetime, rounds: int = 50) -> float:
@@ -128,8 +150,8 @@ def main() -> None:
         wait_http(base + "/healthz", 30, proc)
         print(f"# {' '.join(cmd[1:])}; {args.concurrency} client threads, {args.duration:g}s per body, "
               f"{os.cpu_count()} CPUs shared by client and server")
-        print(f"{'hook':<12} {'servers':>7} {'body KB':>8} {'requests':>8} {'req/s':>8} {'p50 ms':>7} "
-              f"{'p99 ms':>7} {'pure ms':>8}")
+        print(f"{'hook':<12} {'servers':>7} {'body KB':>8} {'requests':>8} {'req/s':>6} {'p50 ms':>7} "
+              f"{'p99 ms':>7} {'cpu p50':>7} {'cpu p99':>7} {'pure ms':>7}")
         now = datetime.now(UTC)
         cases = [("pool/sync", n, pool_body(n, now), sync_pool) for n in map(int, args.sizes.split(","))]
         biggest = max(map(int, args.sizes.split(",")))
@@ -137,11 +159,10 @@ def main() -> None:
         for path, n, request, func in cases:
             body = json.dumps(request).encode()
             load(f"{base}/{path}", body, min(1.0, args.duration), args.concurrency)  # warm up
-            latencies = sorted(load(f"{base}/{path}", body, args.duration, args.concurrency))
-            p50 = latencies[len(latencies) // 2]
-            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+            latencies, cpu = load(f"{base}/{path}", body, args.duration, args.concurrency)
             print(f"{path:<12} {n:>7} {len(body) / 1024:>8.0f} {len(latencies):>8} "
-                  f"{len(latencies) / args.duration:>8.0f} {p50:>7.1f} {p99:>7.1f} {pure_ms(func, request, now):>8.2f}")
+                  f"{len(latencies) / args.duration:>6.0f} {_pct(latencies, 0.5):>7.1f} {_pct(latencies, 0.99):>7.1f} "
+                  f"{_pct(cpu, 0.5):>7.1f} {_pct(cpu, 0.99):>7.1f} {pure_ms(func, request, now):>7.2f}")
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -94,6 +95,21 @@ for _kind, _sync, _customize in (("pool", sync.sync_pool, sync.customize_pool),
     bp.add_url_rule(f"/{_kind}/finalize", f"{_kind}_finalize", _sync_view(_kind, _sync, True), methods=["POST"])
     bp.add_url_rule(f"/{_kind}/customize", f"{_kind}_customize", _customize_view(_kind, _customize),
                     methods=["POST"])
+
+
+@bp.before_app_request
+def _start_clock() -> None:
+    g.started = (time.perf_counter(), time.thread_time())
+
+
+@bp.after_app_request
+def _server_timing(response: Response) -> Response:
+    """How long the hook took, as wall and CPU time of this request (a Server-Timing header)."""
+    started = g.get("started")
+    if started is not None:
+        wall, cpu = (time.perf_counter() - started[0]) * 1000, (time.thread_time() - started[1]) * 1000
+        response.headers["Server-Timing"] = f"app;dur={wall:.2f}, cpu;dur={cpu:.2f}"
+    return response
 
 
 @bp.get("/healthz")

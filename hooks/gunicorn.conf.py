@@ -12,6 +12,7 @@ Defaults live here; `NMCP_OPERATOR_*` environment variables override them at sta
 
 from __future__ import annotations
 
+import gc
 import os
 
 bind = os.environ.get("NMCP_OPERATOR_BIND", "0.0.0.0:8000")
@@ -31,3 +32,16 @@ loglevel = os.environ.get("NMCP_OPERATOR_LOG_LEVEL", "info")
 # Several replicas (and test instances) may share a home directory; nothing uses the socket.
 control_socket_disable = True
 preload_app = False
+
+
+def post_worker_init(worker: object) -> None:
+    """Collect garbage less often in each worker.
+
+    A pool sync parses a body of up to megabytes into some 10^5 short-lived objects; with the
+    default gen-0 threshold (700) the cycle collector runs hundreds of times per request and
+    keeps rescanning the live request. Reference counting frees those objects anyway (JSON has
+    no cycles), so a higher threshold costs little memory and removes most of the p99 tail
+    (measured with bench/hooks_bench.py). `freeze` moves the loaded app out of every scan.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)

@@ -10,6 +10,7 @@ Pure: no I/O, no clock reads, no Flask, gevent or requests.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,18 +60,26 @@ def parse_duration(value: int | float | str, field: str = "duration") -> float:
             raise SpecError(field, f"must not be negative, got {value}")
         return float(value)
     if isinstance(value, str):
-        text = value.strip()
-        if text.isdigit():
-            return float(text)
-        total, pos = 0.0, 0
-        for match in _DURATION_PART.finditer(text):
-            if match.start() != pos:
-                break
-            total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-            pos = match.end()
-        if text and pos == len(text):
-            return total
+        seconds = _duration_text(value)
+        if seconds is not None:
+            return seconds
     raise SpecError(field, f"expected a duration such as 60s, 5m or 1h30m, got {value!r}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _duration_text(value: str) -> float | None:
+    """Seconds in a duration string, None if it is not one. Cached: a pool sync reads the same
+    few values (60s, 5m, 2m) for every one of its servers."""
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    total, pos = 0.0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    return total if text and pos == len(text) else None
 
 
 def format_duration(seconds: float) -> str:
