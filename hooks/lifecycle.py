@@ -90,7 +90,8 @@ class PodView:
 
     @property
     def failed(self) -> bool:
-        return self.phase == "Failed"
+        """Failed (or Succeeded): with restartPolicy Always its containers will not run again."""
+        return self.phase in ("Failed", "Succeeded")
 
     @property
     def starting(self) -> bool:
@@ -111,7 +112,12 @@ def _list(value: Any) -> Sequence[Any]:
 
 
 def read_pod(obj: Mapping[str, Any]) -> PodView:
-    """Read an observed Pod dict; missing parts read as "not yet"."""
+    """Read an observed Pod dict; missing parts read as "not yet".
+
+    Callers that build Pods themselves (`nmcp up`) must set `metadata.creationTimestamp` and the
+    Ready condition's `lastTransitionTime`: without them a Pod that never gets ready is never
+    timed out, and its idle timeout counts from the last request only.
+    """
     meta, status = _map(obj.get("metadata")), _map(obj.get("status"))
     labels = _map(meta.get("labels"))
     ready_at = unschedulable = None

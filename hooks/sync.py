@@ -78,6 +78,9 @@ def _pool_status(pool: Pool, *, active: int, idle: int, waiting: int, stopped: i
 def _pool_servers(request: Mapping[str, Any], pool: Pool) -> list[Server]:
     servers: dict[str, Server] = {}
     for obj in objects(request.get("related"), "MCPServer"):
+        spec = obj.get("spec")
+        if isinstance(spec, Mapping) and str(spec.get("pool") or "default") != pool.name:
+            continue  # another pool's server: cheap to skip before reading it in full
         server = read_server(obj, pool.namespace)
         if server.pool == pool.name and server.namespace == pool.namespace:
             servers[server.key] = server
