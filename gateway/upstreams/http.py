@@ -47,7 +47,7 @@ from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
 
-from gateway.runtime import HttpEndpoint, StdioConnection
+from gateway.runtime import HttpEndpoint, StartFailed, StdioConnection
 
 log = logging.getLogger(__name__)
 
@@ -492,7 +492,7 @@ class SseUpstream(_HttpUpstream):
             self._error = self._error or "no endpoint event in time"
         if self._endpoint is None:
             self.close()
-            raise ConnectionError(f"upstream {url}: {self._error}")
+            raise StartFailed(f"upstream {url}: {self._error}", reason="UpstreamUnreachable")
 
     def send(self, message: bytes) -> None:
         """POST one message to the session's endpoint (the answer comes on the stream)."""
@@ -755,8 +755,9 @@ class StreamableHttpUpstream(_HttpUpstream):
 def open_http_upstream(endpoint: HttpEndpoint, settings: UpstreamSettings | None = None) -> StdioConnection:
     """One MCP client session to an HTTP server, behind the interface of a stdio connection.
 
-    For `sse` this connects at once (ConnectionError if the stream or its endpoint event does not
-    come); for `streamable-http` the first POST is the bridge's `initialize`.
+    For `sse` this connects at once (StartFailed, reason UpstreamUnreachable, if the stream or its
+    endpoint event does not come); for `streamable-http` the first POST is the bridge's `initialize`,
+    and an unreachable server ends `receive()`.
     """
     if endpoint.transport == "sse":
         return SseUpstream(endpoint.url, settings)

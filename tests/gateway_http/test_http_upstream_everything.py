@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.runtime import HttpEndpoint
+from gateway.runtime import HttpEndpoint, StartFailed
 from gateway.upstreams.http import StreamableHttpUpstream, UpstreamSettings, open_http_upstream
 from tests.gateway_http.driver import ENDED, GUARD, Driver, socket_fds
 from tests.gateway_http.servers import everything
@@ -129,8 +129,9 @@ def test_server_killed_mid_stream_ends_receive(transport: str) -> None:
 
 def test_unreachable_sse_server_is_a_clear_error() -> None:
     url = f"http://127.0.0.1:{free_port()}/sse"
-    with pytest.raises(ConnectionError, match="cannot open the event stream"):
+    with pytest.raises(StartFailed, match="cannot open the event stream") as failed:
         open_http_upstream(HttpEndpoint(url, "sse"))
+    assert failed.value.reason == "UpstreamUnreachable"
 
 
 def test_unreachable_streamable_server_ends_receive() -> None:
