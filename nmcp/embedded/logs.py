@@ -41,7 +41,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(fmt: str, level: int = logging.INFO) -> None:
-    """Send every log record of the process to stderr in `fmt` (text or json)."""
+    """Send every log record of the process to stderr in `fmt` (text or json).
+
+    With json, gunicorn's own loggers in this (worker) process are taken over too, so the access
+    log and the worker's lines are JSON as well; only the master's few start/stop lines stay text.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"NMCP_LOG_FORMAT: expected text or json, got {fmt!r}")
     handler = logging.StreamHandler(sys.stderr)
@@ -51,3 +55,8 @@ def configure(fmt: str, level: int = logging.INFO) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    if fmt == "json":
+        for name in ("gunicorn.error", "gunicorn.access"):
+            logger = logging.getLogger(name)
+            if logger.handlers:  # only where gunicorn set up logging: its choices stay otherwise
+                logger.handlers = [handler]

@@ -12,8 +12,9 @@ passes, driven by the hooks, decide what runs:
   Ready, and fails at once with the Ready condition's reason and message when the server is
   Degraded or will not start, or after the timeout with the reason it is still waiting
   (e.g. `WaitingForCapacity`, "pool default has 2/2 servers running");
-* `connect` hands over the Pod's process (its stdio), or the URL of an HTTP server; closing the
-  connection ends the Pod, and the loop starts a fresh one if the server is still wanted.
+* `connect` hands over the Pod's process (its stdio), or the URL of an HTTP server, and records
+  the activity (the waiting client is served now); closing the connection ends the Pod, and the
+  loop starts a fresh one if the server is still wanted.
 
 Configuration (read once by `create_runtime`, from the gateway's `Config` and `NMCP_*`):
 `NMCP_MANIFESTS` (paths, `os.pathsep`-separated), `NMCP_LOG_FORMAT` (text | json),
@@ -177,6 +178,9 @@ class EmbeddedRuntime:
         process = pod.ready_process() if pod is not None else None
         if pod is None or process is None:
             raise StartFailed(f"{ref} is not running", reason="NotRunning")
+        # The client that asked is being served now: recording it as activity marks the request as
+        # served, so the pool does not start the server again for it once it stops.
+        self.loop.annotate(str(ref), {ANN_LAST_ACTIVE_AT: self._now()}, kick=False)
         transport = server.transport
         if transport.is_http:
             return HttpEndpoint(f"http://127.0.0.1:{transport.port}{transport.path}", transport.type)
