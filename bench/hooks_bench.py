@@ -123,6 +123,10 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def pure_ms(func: Any, request: dict[str, Any], now: datetime, rounds: int = 50) -> float:
     """Median time of the pure hook function alone, in this process."""
     times = []
@@ -149,7 +153,7 @@ def main() -> None:
     try:
         wait_http(base + "/healthz", 30, proc)
         print(f"# {' '.join(cmd[1:])}; {args.concurrency} client threads, {args.duration:g}s per body, "
-              f"{os.cpu_count()} CPUs shared by client and server")
+              f"{os.cpu_count()} CPUs shared by client and server; load average {_load()}")
         print(f"{'hook':<12} {'servers':>7} {'body KB':>8} {'requests':>8} {'req/s':>6} {'p50 ms':>7} "
               f"{'p99 ms':>7} {'cpu p50':>7} {'cpu p99':>7} {'pure ms':>7}")
         now = datetime.now(UTC)
@@ -163,6 +167,7 @@ def main() -> None:
             print(f"{path:<12} {n:>7} {len(body) / 1024:>8.0f} {len(latencies):>8} "
                   f"{len(latencies) / args.duration:>6.0f} {_pct(latencies, 0.5):>7.1f} {_pct(latencies, 0.99):>7.1f} "
                   f"{_pct(cpu, 0.5):>7.1f} {_pct(cpu, 0.99):>7.1f} {pure_ms(func, request, now):>7.2f}")
+        print(f"# load average after: {_load()}")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
