@@ -199,13 +199,21 @@ def keep_running(server: Server, pool: Pool | None, pod: PodView | None, now: da
     return deadline is not None and now < deadline
 
 
-def pending(server: Server, now: datetime) -> bool:
-    """A request nobody has served yet, still inside the start timeout: the server wants to run."""
+def unserved(server: Server) -> bool:
+    """A request newer than the last activity: somebody asked, and has not been served since."""
     demand = server.demand
-    if server.deleting or demand.stopped_by_request or demand.requested_at is None:
+    return demand.requested_at is not None and (demand.last_active_at is None
+                                                or demand.requested_at > demand.last_active_at)
+
+
+def pending(server: Server, now: datetime) -> bool:
+    """A request nobody has served yet, still inside the start timeout: the server wants to run.
+
+    A request that was served already does not count, so old demand never brings back a server
+    that maxIdle eviction stopped.
+    """
+    if server.deleting or server.demand.stopped_by_request or not unserved(server):
         return False
-    if demand.last_active_at is not None and demand.requested_at <= demand.last_active_at:
-        return False  # served already: does not bring back a server stopped by maxIdle eviction
     expiry = request_expiry(server)
     return expiry is not None and now < expiry
 
@@ -231,9 +239,7 @@ def deadlines(server: Server, pool: Pool | None, pod: PodView | None) -> list[da
         found.append(idle_deadline(server, pool, pod))
         if pod.starting:
             found.append(start_deadline(server, pod))
-    unserved = demand.requested_at is not None and (demand.last_active_at is None
-                                                    or demand.requested_at > demand.last_active_at)
-    if unserved:
+    if unserved(server):
         found.append(request_expiry(server))  # an unserved request stops asking
     elif pod is None and demand.last_demand is not None:
         found.append(demand.last_demand + _seconds(server.idle_timeout_in(pool)))  # Stopped -> IdleTimeout
@@ -356,10 +362,9 @@ def verdict(server: Server, pool: Pool | None, pod: PodView | None, *, pool_pods
     last = demand.last_demand
     if last is None:
         return result(IDLE, "NeverRequested", "no client has requested it yet")
-    requested = demand.requested_at
-    if requested is not None and (demand.last_active_at is None or requested > demand.last_active_at):
-        return result(IDLE, "RequestExpired", f"requested at {format_time(requested)} but not started within "
-                                              f"the start timeout of {server.start_timeout:g}s")
+    if unserved(server) and demand.requested_at is not None:
+        return result(IDLE, "RequestExpired", f"requested at {format_time(demand.requested_at)} but not started "
+                                              f"within the start timeout of {server.start_timeout:g}s")
     timeout = server.idle_timeout_in(pool)
     if now >= last + _seconds(timeout):
         return result(IDLE, "IdleTimeout", f"no requests since {format_time(last)} (idle timeout {timeout:g}s)")

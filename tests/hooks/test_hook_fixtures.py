@@ -27,20 +27,18 @@ def _fixture_id(path: Path) -> str:
     return f"{path.parent.name}/{path.name.removesuffix('.request.json')}"
 
 
-def _load(path: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    request = json.loads(path.read_text())
-    now = parse_time(request.pop("now", None))
-    assert now is not None, f"{path} has no valid top-level 'now'"
-    expected = json.loads(path.with_name(path.name.replace(".request.", ".response.")).read_text())
-    return path.parent.name, {"request": request, "now": now}, expected
+def _response_path(path: Path) -> Path:
+    return path.with_name(path.name.replace(".request.", ".response."))
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("path", REQUESTS, ids=_fixture_id)
 def test_fixture(path: Path, version: str) -> None:
-    hook, loaded, expected = _load(path)
-    request = rekey(loaded["request"], version)
-    assert call(hook, request, loaded["now"]) == expected
+    request = json.loads(path.read_text())
+    now = parse_time(request.pop("now", None))
+    assert now is not None, f"{path} has no valid top-level 'now'"
+    expected = json.loads(_response_path(path).read_text())
+    assert call(path.parent.name, rekey(request, version), now) == expected
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -61,7 +59,7 @@ def test_every_case_has_current_fixture_files() -> None:
 def _children() -> list[Any]:
     found = []
     for path in REQUESTS:
-        response = json.loads(path.with_name(path.name.replace(".request.", ".response.")).read_text())
+        response = json.loads(_response_path(path).read_text())
         for child in response.get("children", []):
             found.append(pytest.param(child, id=f"{_fixture_id(path)}:{child['kind']}/{child['metadata']['name']}"))
     return found
