@@ -235,6 +235,36 @@ def test_the_gateway_runs_with_its_service_account(install: Install, tmp_path: P
     assert "403" not in output and "forbidden" not in output.lower(), output
 
 
+def test_gateway_serving_every_namespace_gets_a_cluster_role(install: Install) -> None:
+    """gateway.namespaces=["*"]: a second release whose gateway reads every namespace, and still
+    only what the gateway needs."""
+    api, release, namespace = install.api, "nmcp-all", install.api.create_namespace("nmcp-all")
+    sets = {"controllers.create": "false", "gateway.namespaces": "{*}"}
+    helm("install", release, str(CHART), "--namespace", namespace, *values_args(sets=sets), home=install.home,
+         kubeconfig=api.kubeconfig)
+    try:
+        gateway = _token_session(install, namespace, f"{release}-gateway")
+        base = api.base_url
+        anywhere = install.served[0]
+        codes = {
+            "servers everywhere": gateway.get(f"{base}/apis/nmcp.nwrx.io/v1/mcpservers", timeout=10).status_code,
+            "pods everywhere": gateway.get(f"{base}/api/v1/pods?labelSelector=nmcp.nwrx.io/server",
+                                           timeout=10).status_code,
+            "pools in any namespace": gateway.get(f"{base}/apis/nmcp.nwrx.io/v1/namespaces/{anywhere}/mcppools",
+                                                  timeout=10).status_code,
+        }
+        assert set(codes.values()) == {200}, codes
+        denied = {
+            "secrets": gateway.get(f"{base}/api/v1/secrets", timeout=10).status_code,
+            "delete pods": gateway.delete(f"{base}/api/v1/namespaces/{anywhere}/pods/mcp-probe",
+                                          timeout=10).status_code,
+        }
+        assert set(denied.values()) == {403}, denied
+    finally:
+        helm("uninstall", release, "--namespace", namespace, home=install.home, kubeconfig=api.kubeconfig,
+             check=False)
+
+
 # What Metacontroller does to run nmcp's controllers, from ../shared/reference/metacontroller.md
 # §4.5 (read from its code): (group, resource, subresource, verb).
 METACONTROLLER_NEEDS = [

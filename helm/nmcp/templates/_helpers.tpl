@@ -24,13 +24,15 @@ the chart name ("nmcp" -> nmcp-hooks), else "<release>-nmcp". Cut to 50 characte
 {{- end -}}
 
 {{/*
-nmcp.hooks.fullname / nmcp.gateway.fullname: names of the two components' Deployment, Service,
-ServiceAccount and policies.
+nmcp.hooks.fullname: name of the hooks' Deployment, Service, ServiceAccount, PDB and policy.
 */}}
 {{- define "nmcp.hooks.fullname" -}}
 {{- printf "%s-hooks" (include "nmcp.fullname" .) -}}
 {{- end -}}
 
+{{/*
+nmcp.gateway.fullname: name of the gateway's Deployment, Service, Role(s) and policies.
+*/}}
 {{- define "nmcp.gateway.fullname" -}}
 {{- printf "%s-gateway" (include "nmcp.fullname" .) -}}
 {{- end -}}
