@@ -79,3 +79,33 @@ def test_child_is_valid_kubernetes(child: dict[str, Any]) -> None:
     # Only fields we own: Metacontroller and the API server set the rest.
     assert "status" not in child
     assert set(child["metadata"]) <= {"name", "namespace", "labels", "annotations"}
+
+
+def _reasons(hook_prefix: str) -> set[tuple[str, str, str]]:
+    found = set()
+    for path in REQUESTS:
+        if path.parent.name.startswith(hook_prefix):
+            status = json.loads(_response_path(path).read_text()).get("status") or {}
+            found |= {(status.get("phase", "-"), c["type"], c["reason"]) for c in status.get("conditions", [])}
+    return found
+
+
+def test_fixtures_cover_every_phase_and_reason() -> None:
+    ready = {(phase, reason) for phase, type_, reason in _reasons("server") if type_ == "Ready"}
+    assert ready == {
+        ("Idle", "NeverRequested"), ("Idle", "StoppedByRequest"), ("Idle", "IdleTimeout"), ("Idle", "Stopped"),
+        ("Idle", "RequestExpired"), ("Idle", "Deleting"),
+        ("Requested", "Scheduling"), ("Requested", "WaitingForCapacity"),
+        ("Starting", "PodPending"), ("Starting", "ContainerCreating"), ("Starting", "ContainersNotReady"),
+        ("Ready", "Running"),
+        ("Stopping", "IdleTimeout"), ("Stopping", "StoppedByRequest"), ("Stopping", "Evicted"),
+        ("Stopping", "PodTerminating"), ("Stopping", "Deleting"),
+        ("Degraded", "InvalidSpec"), ("Degraded", "PoolNotFound"), ("Degraded", "ImagePullFailing"),
+        ("Degraded", "CrashLoopBackOff"), ("Degraded", "CreateContainerConfigError"), ("Degraded", "Unschedulable"),
+        ("Degraded", "PodFailed"), ("Degraded", "StartTimeout"),
+    }
+    admitted = {reason for _, type_, reason in _reasons("server") if type_ == "Admitted"}
+    assert admitted == {"PodCreated", "InvalidSpec", "PoolNotFound", "WaitingForCapacity", "Scheduling", "NotRequested"}
+    pool = {(type_, reason) for _, type_, reason in _reasons("pool")}
+    assert pool == {("Ready", "Reconciled"), ("Ready", "Deleting"), ("AtCapacity", "PoolFull"),
+                    ("AtCapacity", "HasCapacity")}
