@@ -149,6 +149,9 @@ templates (the hooks Deployment) so that `helm template` fails too.
 {{- if not (has .Values.gateway.service.sessionAffinity (list "None" "ClientIP")) -}}
 {{- fail (printf "gateway.service.sessionAffinity must be None or ClientIP, got %q" .Values.gateway.service.sessionAffinity) -}}
 {{- end -}}
+{{- if and .Values.networkPolicy.enabled .Values.networkPolicy.serverEgress.enabled (include "nmcp.allNamespaces" .) -}}
+{{- fail "networkPolicy.serverEgress needs gateway.namespaces to list the namespaces (with \"*\" there is no namespace to put the policy in): list them, or restrict egress with your own policies" -}}
+{{- end -}}
 {{- if and .Values.metacontroller.rbac.bind (not .Values.metacontroller.rbac.create) -}}
 {{- fail "metacontroller.rbac.bind needs metacontroller.rbac.create: there is no ClusterRole to bind" -}}
 {{- end -}}
