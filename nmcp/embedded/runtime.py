@@ -14,7 +14,9 @@ passes, driven by the hooks, decide what runs:
   (e.g. `WaitingForCapacity`, "pool default has 2/2 servers running");
 * `connect` hands over the Pod's process (its stdio), or the URL of an HTTP server, and records
   the activity (the waiting client is served now); closing the connection ends the Pod, and the
-  loop starts a fresh one if the server is still wanted.
+  loop starts a fresh one if the server is still wanted. Under `isolation: session` each client
+  session gets a process of its own, started from the Pod's container while the Pod runs (the
+  Pod holds the server's place in the pool) and stopped with the session or the Pod.
 
 Configuration (read once by `create_runtime`, from the gateway's `Config` and `NMCP_*`):
 `NMCP_MANIFESTS` (paths, `os.pathsep`-separated), `NMCP_LOG_FORMAT` (text | json),
@@ -93,6 +95,8 @@ class EmbeddedRuntime:
                 extra[name] = status[name]
         if pod is not None and pod.process is not None:
             extra["pid"] = pod.process.pid
+        if pod is not None and pod.session_processes:
+            extra["sessionProcesses"] = pod.session_processes
         if obj["metadata"].get("deletionTimestamp"):
             extra["deleting"] = True
         return ServerState(
@@ -171,9 +175,6 @@ class EmbeddedRuntime:
 
     def connect(self, ref: ServerRef, session: str | None = None) -> StdioConnection | HttpEndpoint:
         server = read_server(self._object(ref))
-        if session is not None:
-            raise StartFailed(f"{ref}: isolation: session is not supported by nmcp up; use isolation: shared",
-                              reason="NotSupported")
         pod = self.loop.pod_of(ref.namespace, child_name(ref.name))
         process = pod.ready_process() if pod is not None else None
         if pod is None or process is None:
@@ -183,7 +184,16 @@ class EmbeddedRuntime:
         self.loop.annotate(str(ref), {ANN_LAST_ACTIVE_AT: self._now()}, kick=False)
         transport = server.transport
         if transport.is_http:
+            if session is not None:
+                raise StartFailed(f"{ref}: isolation: session needs a stdio server (an HTTP server has one port)",
+                                  reason="NotRunnable")
             return HttpEndpoint(f"http://127.0.0.1:{transport.port}{transport.path}", transport.type)
+        if session is not None:
+            try:
+                return PodConnection(pod, pod.session_process(), session=True)
+            except OSError as err:
+                raise StartFailed(f"{ref}: cannot start a process for the session: {err}",
+                                  reason="RunContainerError") from err
         return PodConnection(pod, process)
 
     def logs(self, ref: ServerRef, follow: bool) -> Iterator[str]:

@@ -144,3 +144,19 @@ def test_clients_arriving_together_at_an_idle_server_are_all_served(tmp_path: Pa
         assert all(not isinstance(r, Exception) and not r.is_error for r in results.values()), results
         assert len(results) == 5
         assert up.log().count("pod default/mcp-time: starting") == 1  # one process serves them all
+
+
+def test_isolated_sessions_get_processes_of_their_own_that_end_with_them(tmp_path: Path) -> None:
+    write(tmp_path, "servers.yaml", pool(), time_server("own", spec="isolation: session"))
+    with nmcp_up(tmp_path, log_path=tmp_path / "up.log") as up:
+        for zone in ("UTC", "Asia/Tokyo"):
+            result = call_tool(up.mcp_url("own"), "get_current_time", {"timezone": zone})
+            assert json.loads(result.content[0].text)["timezone"] == zone
+        assert up.server("own")["phase"] == "Ready"
+        wait_for(lambda: "sessionProcesses" not in up.server("own")["details"], "session processes to end")
+        log = up.log()
+        started = log.count("nmcp.server.mcp-own-session: started pid")
+        assert started >= 2  # at least one per client (the gateway may open more per client connection)
+        assert log.count("nmcp.server.mcp-own-session: [nmcp] process") == started
+        time_processes = [p for p in up.processes() if "mcp-server-time" in _cmdline(p)]
+        assert len(time_processes) == 1  # the Pod's own process, holding the server's place in its pool
