@@ -43,11 +43,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", default="1,16,64", help="concurrencies, comma-separated (default 1,16,64)")
-    parser.add_argument("--calls", type=int, default=600,
-                        help="calls per cell and round, split evenly over the sessions (default 600)")
+    parser.add_argument("--calls", type=int, default=400,
+                        help="calls per cell and round, split evenly over the sessions (default 400)")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up calls per session (default 5)")
     parser.add_argument("--rounds", type=int, default=2, help="repeat every cell, order reversed (default 2)")
-    parser.add_argument("--cold-starts", type=int, default=3, help="cold-start samples per way (default 3)")
+    parser.add_argument("--cold-starts", type=int, default=5, help="cold-start samples per way (default 5)")
     parser.add_argument("--targets", default=",".join(t.key for t in targets.ALL_TARGETS),
                         help="targets to run, comma-separated (default all; the direct baseline always runs)")
     parser.add_argument("--bench-venv", type=Path, default=targets.ROOT / ".venv-bench",
@@ -65,34 +65,41 @@ def selected_targets(keys: str) -> list[targets.Target]:
     return [t for t in targets.ALL_TARGETS if t.key in wanted]
 
 
-def measure_cold_start(runs: int, workdir: Path, logs: Path, direct: Connect,
-                       with_gateway: bool) -> tuple[dict[str, list[dict[str, float]]], str | None]:
-    """Direct spawn+initialize+first call, and the first call through a freshly started gateway."""
-    samples: dict[str, list[dict[str, float]]] = {"direct stdio: spawn, initialize, call": []}
-    for _ in range(runs):
-        samples["direct stdio: spawn, initialize, call"].append(asdict(anyio.run(first_response, direct)))
-    if not with_gateway:
-        return samples, None
+def measure_cold_start(runs: int, direct: Connect,
+                       gateway_base: str | None) -> tuple[dict[str, list[dict[str, float]]], str | None]:
+    """Direct spawn+initialize+first call, and the first call through the gateway to an idle server.
+
+    The two alternate, so both see the same machine. The gateway keeps running throughout; its
+    server is made idle before each cold sample with the REST API's shutdown (a no-op the first
+    time, when nothing has asked for it yet).
+    """
+    own = "direct stdio: spawn, initialize, call"
     cold = "nmcp gateway, Streamable HTTP: idle server (cold)"
     warm = "nmcp gateway, Streamable HTTP: running server (warm)"
-    samples[cold], samples[warm] = [], []
-    try:
-        for _ in range(runs):
-            # A fresh gateway each time: its server is idle until this first session needs it.
-            with targets.nmcp_gateway(workdir, logs) as base:
-                connect = targets.streamable_http_connect(base + "/mcp")
+    samples: dict[str, list[dict[str, float]]] = {own: []}
+    if gateway_base:
+        samples[cold], samples[warm] = [], []
+    problem = None
+    for _ in range(runs):
+        samples[own].append(asdict(anyio.run(first_response, direct)))
+        if gateway_base and problem is None:
+            try:
+                targets.gateway_server_idle(gateway_base)
+                connect = targets.streamable_http_connect(gateway_base + "/mcp")
                 samples[cold].append(asdict(anyio.run(first_response, connect)))
                 samples[warm].append(asdict(anyio.run(first_response, connect)))
-    except Exception as exc:  # the gateway is optional: report why, keep the baselines
-        return samples, f"{type(exc).__name__}: {exc}"
-    return samples, None
+            except Exception as exc:  # report why, keep the direct figures
+                problem = f"{type(exc).__name__}: {exc}"
+    return samples, problem
 
 
 def start_targets(stack: contextlib.ExitStack, chosen: list[targets.Target], *, workdir: Path, logs: Path,
-                  bench_venv: Path, direct: Connect) -> tuple[dict[str, Connect], dict[str, str]]:
-    """Start every bridge the chosen targets need; return how to connect to each, and what failed."""
+                  bench_venv: Path, direct: Connect) -> tuple[dict[str, Connect], dict[str, str], str | None]:
+    """Start every bridge the chosen targets need; return how to connect to each, what failed,
+    and the nmcp gateway's URL for the server."""
     connects: dict[str, Connect] = {targets.DIRECT.key: direct}
     unavailable: dict[str, str] = {}
+    gateway_base: str | None = None
     keys = {t.key for t in chosen}
 
     def bring_up(needed: set[str], start: Callable[[], dict[str, Connect]]) -> None:
@@ -104,7 +111,8 @@ def start_targets(stack: contextlib.ExitStack, chosen: list[targets.Target], *, 
             unavailable.update({k: f"{type(exc).__name__}: {exc}" for k in needed & keys})
 
     def nmcp() -> dict[str, Connect]:
-        base = stack.enter_context(targets.nmcp_gateway(workdir, logs))
+        nonlocal gateway_base
+        base = gateway_base = stack.enter_context(targets.nmcp_gateway(workdir, logs))
         return {targets.NMCP_HTTP.key: targets.streamable_http_connect(base + "/mcp"),
                 targets.NMCP_SSE.key: targets.sse_connect(base + "/sse")}
 
@@ -126,7 +134,7 @@ def start_targets(stack: contextlib.ExitStack, chosen: list[targets.Target], *, 
     bring_up({targets.SUPERGATEWAY_HTTP.key}, supergateway_http)
     bring_up({targets.SUPERGATEWAY_SSE.key}, supergateway_sse)
     bring_up({targets.MCP_PROXY_HTTP.key, targets.MCP_PROXY_SSE.key}, mcp_proxy)
-    return connects, unavailable
+    return connects, unavailable, gateway_base
 
 
 def git_commit() -> str:
@@ -161,11 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             (logs / "direct-stdio.log").open("a") as direct_log, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         direct = targets.direct_connect(direct_log)
-        want_gateway = any(t.group in "bc" for t in chosen)
+        connects, unavailable, gateway_base = start_targets(stack, chosen, workdir=workdir, logs=logs,
+                                                            bench_venv=args.bench_venv, direct=direct)
         print("cold start ...", file=sys.stderr, flush=True)
-        cold, gateway_problem = measure_cold_start(args.cold_starts, workdir, logs, direct, want_gateway)
-        connects, unavailable = start_targets(stack, chosen, workdir=workdir, logs=logs,
-                                                  bench_venv=args.bench_venv, direct=direct)
+        cold, gateway_problem = measure_cold_start(args.cold_starts, direct, gateway_base)
         if gateway_problem:
             unavailable.setdefault("nmcp gateway cold start", gateway_problem)
         live = [t for t in chosen if t.key in connects]
@@ -178,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"round {round_no + 1}/{args.rounds}: {target.key} x{sessions} ...",
                           file=sys.stderr, flush=True)
                     tag = f"{target.key}/{sessions}/{round_no}"
+                    cell_began = time.monotonic()
                     samples = anyio.run(run_cell, connects[target.key], load, tag)
+                    samples.seconds = time.monotonic() - cell_began
                     runs.setdefault((target.key, sessions), []).append(samples)
     meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     meta["seconds"] = round(time.monotonic() - began, 1)
@@ -193,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "sessions_share": target.sessions_share, "sessions": sessions, "order": order,
                 "figures": asdict(summarise(samples_list)),
                 "rounds": [{"calls": len(s.latencies), "errors": dict(s.errors), "window_s": s.window,
-                            "calls_per_s": len(s.latencies) / s.window if s.window else None}
+                            "cell_s": s.seconds, "calls_per_s": len(s.latencies) / s.window if s.window else None}
                            for s in samples_list],
             })
     result = {"meta": meta, "plan": plan, "cells": with_ratios(cells), "cold_start": cold,

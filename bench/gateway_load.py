@@ -50,6 +50,7 @@ class Samples:
     connect_times: list[float] = field(default_factory=list)
     window: float = 0.0
     client_cpu: float = 0.0
+    seconds: float = 0.0  # the whole cell: connecting, warming up, measuring, closing
 
 
 def _error_kind(exc: BaseException) -> str:

@@ -65,6 +65,7 @@ ALL_TARGETS = (DIRECT, NMCP_HTTP, NMCP_SSE, SUPERGATEWAY_HTTP, SUPERGATEWAY_SSE,
 # The 2025 initialize handshake on every path: server-everything speaks 2025-11-25, and "legacy"
 # keeps the 2.x client from probing `server/discover` first, so all targets do the same exchange.
 CLIENT_OPTIONS = {"mode": "legacy", "cache": None}
+HTTP_TIMEOUT = 30.0
 
 
 def free_port() -> int:
@@ -85,7 +86,9 @@ def streamable_http_connect(url: str) -> Connect:
 
 
 def sse_connect(url: str) -> Connect:
-    return lambda: Client(sse_client(url), **CLIENT_OPTIONS)
+    # The SDK's SSE client gives HTTP operations 5 s by default, its Streamable HTTP client 30 s:
+    # 30 s for both, so 64 sessions connecting at once on a busy machine measure the same thing.
+    return lambda: Client(sse_client(url, timeout=HTTP_TIMEOUT), **CLIENT_OPTIONS)
 
 
 def gateway_manifest(path: Path) -> Path:
@@ -134,6 +137,18 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # the group id is the leader's pid: only what we started
+
+
+def gateway_server_idle(base: str, timeout: float = 30.0) -> None:
+    """Stop the gateway's server by hand and wait until the gateway reports it idle."""
+    requests.post(base + "/shutdown", timeout=HTTP_TIMEOUT).raise_for_status()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = requests.get(base, timeout=HTTP_TIMEOUT).json()
+        if state["phase"] == "Idle" and not state["upstream"]["running"]:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{base} did not become Idle within {timeout}s after /shutdown")
 
 
 def tcp_ready(port: int) -> Callable[[], bool]:
