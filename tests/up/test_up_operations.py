@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.up.running import alive, call_tool, nmcp_up, pool, time_server, wait_for, write
+import requests
+
+from tests.up.running import GUARD, alive, call_tool, nmcp_up, pool, time_server, wait_for, write
 
 IMAGE_ONLY = """
     apiVersion: nmcp.nwrx.io/v1
@@ -14,6 +16,8 @@ IMAGE_ONLY = """
     spec:
       image: mcp/time:latest
     """
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}
 BROKEN = """
     apiVersion: nmcp.nwrx.io/v1
     kind: MCPServer
@@ -41,6 +45,11 @@ def test_a_malformed_manifest_is_reported_by_file_document_and_field_and_the_goo
         # An image-only server cannot run as a local process: a clear InvalidSpec, not a hang.
         assert (servers["container"]["phase"], servers["container"]["reason"]) == ("Degraded", "InvalidSpec")
         assert "spec.command" in servers["container"]["message"]
+        # ...and a client asking for it gets that reason at once, as a JSON-RPC error.
+        answer = requests.post(up.mcp_url("container"), json=INITIALIZE, timeout=GUARD,
+                               headers={"Accept": "application/json, text/event-stream"}).json()
+        assert answer["error"]["data"]["reason"] == "InvalidSpec"
+        assert "the local runtime runs a command" in answer["error"]["message"]
 
         result = call_tool(up.mcp_url("time"), "get_current_time", {"timezone": "UTC"})
         assert json.loads(result.content[0].text)["timezone"] == "UTC"
