@@ -33,7 +33,7 @@ from typing import Any
 
 import anyio
 import gateway_targets as targets
-from gateway_load import Connect, LoadPlan, Samples, first_response, run_cell, summarise
+from gateway_load import Connect, Live, LoadPlan, Samples, first_response, run_cell, summarise
 from gateway_report import cold_start_summary, markdown, with_ratios
 
 RESULTS = targets.ROOT / "bench" / "results"
@@ -94,15 +94,25 @@ def measure_cold_start(runs: int, direct: Connect,
 
 
 def start_targets(stack: contextlib.ExitStack, chosen: list[targets.Target], *, workdir: Path, logs: Path,
-                  bench_venv: Path, direct: Connect) -> tuple[dict[str, Connect], dict[str, str], str | None]:
-    """Start every bridge the chosen targets need; return how to connect to each, what failed,
+                  bench_venv: Path, direct: Connect) -> tuple[dict[str, Live], dict[str, str], str | None]:
+    """Start every bridge the chosen targets need; return each target ready for load, what failed,
     and the nmcp gateway's URL for the server."""
-    connects: dict[str, Connect] = {targets.DIRECT.key: direct}
+    bridges: set[int] = set()
+
+    def bridge_cpu(pid: int) -> Callable[[], float]:
+        bridges.add(pid)
+        return lambda: targets.tree_cpu(pid)
+
+    def direct_cpu() -> float:
+        # The direct baseline's servers are this process's children; the bridges are too.
+        return targets.tree_cpu(os.getpid(), include_root=False, exclude=frozenset(bridges))
+
+    connects: dict[str, Live] = {targets.DIRECT.key: Live(direct, direct_cpu)}
     unavailable: dict[str, str] = {}
     gateway_base: str | None = None
     keys = {t.key for t in chosen}
 
-    def bring_up(needed: set[str], start: Callable[[], dict[str, Connect]]) -> None:
+    def bring_up(needed: set[str], start: Callable[[], dict[str, Live]]) -> None:
         if not needed & keys:
             return
         try:
@@ -110,25 +120,26 @@ def start_targets(stack: contextlib.ExitStack, chosen: list[targets.Target], *, 
         except Exception as exc:  # one bridge failing to start must not cost the others
             unavailable.update({k: f"{type(exc).__name__}: {exc}" for k in needed & keys})
 
-    def nmcp() -> dict[str, Connect]:
+    def nmcp() -> dict[str, Live]:
         nonlocal gateway_base
-        base = gateway_base = stack.enter_context(targets.nmcp_gateway(workdir, logs))
-        return {targets.NMCP_HTTP.key: targets.streamable_http_connect(base + "/mcp"),
-                targets.NMCP_SSE.key: targets.sse_connect(base + "/sse")}
+        base, pid = stack.enter_context(targets.nmcp_gateway(workdir, logs))
+        gateway_base = base
+        return {targets.NMCP_HTTP.key: Live(targets.streamable_http_connect(base + "/mcp"), bridge_cpu(pid)),
+                targets.NMCP_SSE.key: Live(targets.sse_connect(base + "/sse"), bridge_cpu(pid))}
 
-    def supergateway_http() -> dict[str, Connect]:
-        base = stack.enter_context(targets.supergateway("streamableHttp", logs))
-        return {targets.SUPERGATEWAY_HTTP.key: targets.streamable_http_connect(base + "/mcp")}
+    def supergateway_http() -> dict[str, Live]:
+        base, pid = stack.enter_context(targets.supergateway("streamableHttp", logs))
+        return {targets.SUPERGATEWAY_HTTP.key: Live(targets.streamable_http_connect(base + "/mcp"), bridge_cpu(pid))}
 
-    def supergateway_sse() -> dict[str, Connect]:
-        base = stack.enter_context(targets.supergateway("sse", logs))
-        return {targets.SUPERGATEWAY_SSE.key: targets.sse_connect(base + "/sse")}
+    def supergateway_sse() -> dict[str, Live]:
+        base, pid = stack.enter_context(targets.supergateway("sse", logs))
+        return {targets.SUPERGATEWAY_SSE.key: Live(targets.sse_connect(base + "/sse"), bridge_cpu(pid))}
 
-    def mcp_proxy() -> dict[str, Connect]:
+    def mcp_proxy() -> dict[str, Live]:
         targets.ensure_mcp_proxy(bench_venv)
-        base = stack.enter_context(targets.mcp_proxy(bench_venv, logs))
-        return {targets.MCP_PROXY_HTTP.key: targets.streamable_http_connect(base + "/mcp/"),
-                targets.MCP_PROXY_SSE.key: targets.sse_connect(base + "/sse")}
+        base, pid = stack.enter_context(targets.mcp_proxy(bench_venv, logs))
+        return {targets.MCP_PROXY_HTTP.key: Live(targets.streamable_http_connect(base + "/mcp/"), bridge_cpu(pid)),
+                targets.MCP_PROXY_SSE.key: Live(targets.sse_connect(base + "/sse"), bridge_cpu(pid))}
 
     bring_up({targets.NMCP_HTTP.key, targets.NMCP_SSE.key}, nmcp)
     bring_up({targets.SUPERGATEWAY_HTTP.key}, supergateway_http)

@@ -31,6 +31,14 @@ Connect = Callable[[], AbstractAsyncContextManager[Client]]
 
 
 @dataclass(frozen=True)
+class Live:
+    """A target ready to take load: how to open a session, and the CPU seconds its processes used so far."""
+
+    connect: Connect
+    cpu: Callable[[], float]
+
+
+@dataclass(frozen=True)
 class LoadPlan:
     """How much work one cell does."""
 
@@ -50,6 +58,7 @@ class Samples:
     connect_times: list[float] = field(default_factory=list)
     window: float = 0.0
     client_cpu: float = 0.0
+    server_cpu: float = 0.0  # the bridge and the server processes behind it (the servers alone, direct)
     seconds: float = 0.0  # the whole cell: connecting, warming up, measuring, closing
 
 
@@ -73,8 +82,9 @@ async def _echo(client: Client, message: str, timeout: float) -> str | None:
     return None
 
 
-async def run_cell(connect: Connect, plan: LoadPlan, tag: str) -> Samples:
+async def run_cell(target: Live, plan: LoadPlan, tag: str) -> Samples:
     """Run `plan.sessions` sessions against one target; return every latency and error seen."""
+    connect = target.connect
     samples = Samples()
     settled = 0  # sessions that are connected and warm, or have failed trying
     all_settled = anyio.Event()
@@ -152,12 +162,13 @@ async def run_cell(connect: Connect, plan: LoadPlan, tag: str) -> Samples:
         for index in range(plan.sessions):
             tg.start_soon(session, index)
         await all_settled.wait()
-        cpu_before = time.process_time()
+        cpu_before, server_cpu_before = time.process_time(), target.cpu()
         began = time.perf_counter()
         start.set()
         await all_measured.wait()
         samples.window = max(window_end - began, 0.0)
         samples.client_cpu = time.process_time() - cpu_before
+        samples.server_cpu = target.cpu() - server_cpu_before
     return samples
 
 
@@ -172,6 +183,7 @@ class Figures:
     calls_per_s: float | None
     connect_p50_ms: float | None
     client_cpu_per_call_ms: float | None
+    server_cpu_per_call_ms: float | None
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -191,6 +203,7 @@ def summarise(runs: Sequence[Samples]) -> Figures:
         errors.update(run.errors)
     window = sum(run.window for run in runs)
     cpu = sum(run.client_cpu for run in runs)
+    server_cpu = sum(run.server_cpu for run in runs)
     ok = len(latencies)
     return Figures(
         calls=ok,
@@ -200,6 +213,7 @@ def summarise(runs: Sequence[Samples]) -> Figures:
         calls_per_s=ok / window if ok and window > 0 else None,
         connect_p50_ms=percentile(connects, 50) * 1e3 if connects else None,
         client_cpu_per_call_ms=cpu / ok * 1e3 if ok else None,
+        server_cpu_per_call_ms=server_cpu / ok * 1e3 if ok else None,
     )
 
 

@@ -151,6 +151,43 @@ def gateway_server_idle(base: str, timeout: float = 30.0) -> None:
     raise TimeoutError(f"{base} did not become Idle within {timeout}s after /shutdown")
 
 
+def _process_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds used so far) for every process readable in /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table: dict[int, tuple[int, float]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                text = stat.read()
+        except OSError:  # gone meanwhile
+            continue
+        # After "pid (comm) ": state, ppid, ... utime and stime are the 12th and 13th fields.
+        fields = text[text.rindex(")") + 2:].split()
+        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return table
+
+
+def tree_cpu(root: int, *, include_root: bool = True, exclude: frozenset[int] = frozenset()) -> float:
+    """CPU seconds used so far by `root`'s descendants (and itself), leaving out `exclude`'s subtrees.
+
+    Spawned servers count wherever they run: the nmcp gateway starts its servers in sessions of
+    their own, so a process group would miss them; the parent links do not.
+    """
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total = table[root][1] if include_root and root in table else 0.0
+    todo = [pid for pid in children.get(root, []) if pid not in exclude]
+    while todo:
+        pid = todo.pop()
+        total += table[pid][1]
+        todo += [child for child in children.get(pid, []) if child not in exclude]
+    return total
+
+
 def tcp_ready(port: int) -> Callable[[], bool]:
     def ready() -> bool:
         with socket.socket() as sock:
@@ -169,36 +206,36 @@ def http_ready(url: str) -> Callable[[], bool]:
 
 
 @contextlib.contextmanager
-def nmcp_gateway(workdir: Path, logs: Path) -> Iterator[str]:
-    """The nmcp gateway (local runtime) serving server-everything; yields the server's base URL."""
+def nmcp_gateway(workdir: Path, logs: Path) -> Iterator[tuple[str, int]]:
+    """The nmcp gateway (local runtime) serving server-everything; yields the server's URL and the pid."""
     manifest = gateway_manifest(workdir / "everything.yaml")
     port = free_port()
     argv = [str(NMCP), "gateway", "--runtime", "local", "-f", str(manifest), "--bind", f"127.0.0.1:{port}"]
     base = f"http://127.0.0.1:{port}"
-    with process_group(argv, logs / "nmcp-gateway.log", http_ready(base + "/healthz"), "nmcp gateway"):
-        yield f"{base}/api/v1/servers/{SERVER_NAME}"
+    with process_group(argv, logs / "nmcp-gateway.log", http_ready(base + "/healthz"), "nmcp gateway") as proc:
+        yield f"{base}/api/v1/servers/{SERVER_NAME}", proc.pid
 
 
 @contextlib.contextmanager
-def supergateway(transport: str, logs: Path) -> Iterator[str]:
+def supergateway(transport: str, logs: Path) -> Iterator[tuple[str, int]]:
     """supergateway bridging server-everything to `sse` or (stateful) `streamableHttp`."""
     port = free_port()
     argv = [str(SUPERGATEWAY), "--stdio", f"{EVERYTHING} stdio", "--port", str(port), "--logLevel", "none"]
     if transport == "streamableHttp":
         argv += ["--outputTransport", "streamableHttp", "--stateful"]
-    with process_group(argv, logs / f"supergateway-{transport}.log", tcp_ready(port), "supergateway"):
-        yield f"http://127.0.0.1:{port}"
+    with process_group(argv, logs / f"supergateway-{transport}.log", tcp_ready(port), "supergateway") as proc:
+        yield f"http://127.0.0.1:{port}", proc.pid
 
 
 @contextlib.contextmanager
-def mcp_proxy(venv: Path, logs: Path) -> Iterator[str]:
+def mcp_proxy(venv: Path, logs: Path) -> Iterator[tuple[str, int]]:
     """mcp-proxy (from its own venv) bridging server-everything; serves /sse and /mcp/ together."""
     port = free_port()
     argv = [str(venv / "bin" / "mcp-proxy"), "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING",
             "--", str(EVERYTHING), "stdio"]
     base = f"http://127.0.0.1:{port}"
-    with process_group(argv, logs / "mcp-proxy.log", http_ready(base + "/status"), "mcp-proxy"):
-        yield base
+    with process_group(argv, logs / "mcp-proxy.log", http_ready(base + "/status"), "mcp-proxy") as proc:
+        yield base, proc.pid
 
 
 def ensure_mcp_proxy(venv: Path) -> Path:
