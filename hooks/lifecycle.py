@@ -134,7 +134,8 @@ def read_pod(obj: Mapping[str, Any]) -> PodView:
     waiting_reason, waiting_message, restarts, exit_code = None, "", 0, None
     for cstatus in statuses:
         waiting = _map(_map(cstatus.get("state")).get("waiting"))
-        restarts = max(restarts, int(cstatus.get("restartCount") or 0))
+        count = cstatus.get("restartCount")
+        restarts = max(restarts, count if isinstance(count, int) else 0)
         terminated = _map(_map(cstatus.get("lastState")).get("terminated"))
         if exit_code is None and isinstance(terminated.get("exitCode"), int):
             exit_code = terminated["exitCode"]
@@ -372,11 +373,12 @@ def verdict(server: Server, pool: Pool | None, pod: PodView | None, *, pool_pods
 
 
 def condition(type_: str, status: bool, reason: str, message: str, *, generation: int,
-              previous: Sequence[Any] | None, now: datetime) -> dict[str, Any]:
-    """A Kubernetes Condition; lastTransitionTime is kept while the status does not change."""
+              previous: Any, now: datetime) -> dict[str, Any]:
+    """A Kubernetes Condition; lastTransitionTime is kept from `previous` (the parent's last
+    status.conditions) while the status does not change."""
     text = "True" if status else "False"
     since = now
-    for old in previous or ():
+    for old in previous if isinstance(previous, list) else ():
         if isinstance(old, Mapping) and old.get("type") == type_ and old.get("status") == text:
             since = parse_time(old.get("lastTransitionTime")) or now
             break

@@ -213,6 +213,11 @@ def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return meta if isinstance(meta, Mapping) else {}
 
 
+def _generation(meta: Mapping[str, Any]) -> int:
+    value = meta.get("generation")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> Server:
     """Read an MCPServer dict. Never raises for a bad spec: problems are collected instead."""
     meta = _metadata(obj)
@@ -241,8 +246,24 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
     path = raw_transport.get("path") or DEFAULT_PATHS.get(ttype)
     transport = Transport(type=ttype, port=port if isinstance(port, int) else None, path=path)
 
+    def strings(name: str) -> tuple[str, ...]:
+        raw = spec.get(name)
+        if raw is None:
+            return ()
+        if isinstance(raw, list):
+            return tuple(str(item) for item in raw)
+        problems.append(SpecError(f"spec.{name}", f"expected a list of strings, got {raw!r}"))
+        return ()
+
     image = spec.get("image") or None
-    command = tuple(str(c) for c in spec.get("command") or ())
+    if image is not None and not isinstance(image, str):
+        problems.append(SpecError("spec.image", f"expected a string, got {image!r}"))
+        image = None
+    command = strings("command")
+    raw_env = spec.get("env")
+    env = tuple(dict(e) for e in raw_env if isinstance(e, Mapping)) if isinstance(raw_env, list) else ()
+    if raw_env is not None and not isinstance(raw_env, list):
+        problems.append(SpecError("spec.env", f"expected a list of environment variables, got {raw_env!r}"))
     if not image and not command:
         problems.append(SpecError("spec", "set an image (Kubernetes) or a command (local runtime)"))
 
@@ -253,12 +274,12 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
         name=str(meta.get("name", "")),
         namespace=str(meta.get("namespace") or default_namespace),
         uid=str(meta.get("uid", "")),
-        generation=int(meta.get("generation") or 0),
+        generation=_generation(meta),
         pool=str(spec.get("pool") or "default"),
         image=image,
         command=command,
-        args=tuple(str(a) for a in spec.get("args") or ()),
-        env=tuple(dict(e) for e in spec.get("env") or () if isinstance(e, Mapping)),
+        args=strings("args"),
+        env=env,
         transport=transport,
         idle_timeout=duration("idleTimeout"),
         start_timeout=start_timeout if start_timeout else DEFAULT_START_TIMEOUT,
@@ -286,7 +307,7 @@ def read_pool(obj: Mapping[str, Any], default_namespace: str = "default") -> Poo
         name=str(meta.get("name", "")),
         namespace=str(meta.get("namespace") or default_namespace),
         uid=str(meta.get("uid", "")),
-        generation=int(meta.get("generation") or 0),
+        generation=_generation(meta),
         max_active=max_active if isinstance(max_active, int) and max_active >= 0 else 10,
         max_idle=max_idle if isinstance(max_idle, int) and max_idle >= 0 else 2,
         default_idle_timeout=idle,

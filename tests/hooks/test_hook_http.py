@@ -169,3 +169,36 @@ def test_nmcp_operator_help_and_bad_bind() -> None:
     bad = subprocess.run([nmcp, "operator", "--bind", "8000"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2
     assert "HOST:PORT" in bad.stderr
+
+
+def _mutations(seed: int, count: int) -> Iterator[tuple[str, Any]]:
+    """Valid fixture bodies with one random part replaced by a value of another type."""
+    import random
+
+    rng = random.Random(seed)
+    fixtures = sorted((Path(__file__).with_name("fixtures")).glob("*-*/*.request.json"))
+    odd_values: list[Any] = [None, 0, -1, 1.5, True, "", "x", [], [1, "a"], {}, {"a": None}]
+    for _ in range(count):
+        path = rng.choice(fixtures)
+        body = json.loads(path.read_text())
+        body.pop("now")
+        # Walk to a random node and replace it.
+        node: Any = body
+        trail: list[Any] = []
+        while isinstance(node, (dict, list)) and node and rng.random() < 0.8:
+            key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
+            trail.append((node, key))
+            node = node[key]
+        if trail:
+            parent, key = trail[-1]
+            parent[key] = rng.choice(odd_values)
+        kind, hook = path.parent.name.split("-")
+        yield f"/{kind}/{hook}", body
+
+
+def test_no_body_makes_a_hook_fail() -> None:
+    """Whatever shape arrives, the answer is 200 or a 4xx naming the problem, never a 500."""
+    client = create_app().test_client()
+    for route, body in _mutations(seed=3, count=1500):
+        response = client.post(route, json=body)
+        assert response.status_code in (200, 400, 422), (route, json.dumps(body)[:500], response.get_json())
