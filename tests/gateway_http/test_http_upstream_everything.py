@@ -15,7 +15,7 @@ from tests.support import free_port
 
 
 @pytest.fixture
-def driver(everything_endpoint: HttpEndpoint):
+def driver(everything_endpoint: HttpEndpoint) -> Iterator[Driver]:
     conn = open_http_upstream(everything_endpoint)
     yield Driver(conn)
     conn.close()
@@ -168,13 +168,13 @@ def test_an_http_error_answers_the_request_with_a_jsonrpc_error(streamable_endpo
 
 
 def test_a_request_without_answer_in_time_fails_alone(streamable_endpoint: HttpEndpoint) -> None:
-    conn = open_http_upstream(streamable_endpoint, UpstreamSettings(request_timeout=2))
+    conn = open_http_upstream(streamable_endpoint, UpstreamSettings(request_timeout=4))
     try:
         driver = Driver(conn)
         driver.handshake()
         response, _ = driver.until_response(driver.request("tools/call", {
-            "name": "trigger-long-running-operation", "arguments": {"duration": 20, "steps": 1}}))
-        assert "no answer within 2s" in response["error"]["message"]
+            "name": "trigger-long-running-operation", "arguments": {"duration": 60, "steps": 1}}))
+        assert "no answer within 4s" in response["error"]["message"]
         # The session goes on.
         assert text_of(driver.call("tools/call", {"name": "echo", "arguments": {"message": "still here"}})) \
             == "Echo: still here"
