@@ -139,6 +139,8 @@ class Bridge:
         self.init_result: dict[str, Any] | None = None
         self.restarts = 0
         self._upstream: Upstream | None = None
+        self.closed = False
+        self._initialized = False  # _upstream answered initialize (it is set, unanswered, while starting)
         self._ids = itertools.count(1)
         self._internal: dict[RequestId, gevent.event.AsyncResult] = {}
         self._start_lock = gevent.lock.RLock()
@@ -153,7 +155,7 @@ class Bridge:
 
     @property
     def running(self) -> bool:
-        return self._upstream is not None and self._upstream.alive
+        return self._upstream is not None and self._upstream.alive and self._initialized
 
     # -- sessions --------------------------------------------------------------------------------
     def attach(self, session: Session) -> None:
@@ -183,8 +185,8 @@ class Bridge:
                 else:
                     del self.subscriptions[uri]
                     self._internal_request(up, "resources/unsubscribe", {"uri": uri})
-        if self.session_key is not None and up is not None:
-            up.close()  # an isolated upstream lives exactly as long as its session
+        if self.session_key is not None:
+            self.close()  # an isolated upstream lives exactly as long as its session
         self._touch_runtime()
 
     def _touch_runtime(self) -> None:
@@ -333,14 +335,21 @@ class Bridge:
     def ensure_upstream(self) -> Upstream:
         """The initialized upstream, starting the server first if it is not running."""
         up = self._upstream
-        if up is not None and up.alive:
+        if up is not None and up.alive and self._initialized:
             return up
         with self._start_lock:  # one greenlet starts it; the others wait here for the result
             up = self._upstream
-            if up is not None and up.alive:
+            if up is not None and up.alive and self._initialized:
                 return up
-            self._upstream = self._start()
-            return self._upstream
+            if self.closed:
+                raise StartFailed(f"{self.ref}: the session ended", reason="SessionEnded")
+            self._initialized = False
+            up = self._start()
+            if self.closed:  # the (isolated) session ended while its server started
+                up.close()
+                raise StartFailed(f"{self.ref}: the session ended", reason="SessionEnded")
+            self._upstream, self._initialized = up, True
+            return up
 
     def _start(self) -> Upstream:
         self.runtime.request(self.ref)
@@ -413,6 +422,8 @@ class Bridge:
         self._send(up, {"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params})
 
     def close(self) -> None:
+        """End the upstream for good (an isolated session ended, or the gateway stops)."""
+        self.closed = True
         up, self._upstream = self._upstream, None
         if up is not None:
             up.close()

@@ -161,18 +161,24 @@ class LocalRuntime:
         self._forget_process(entry)
         entry.failure = None
         try:
-            entry.process = self._spawn(entry)
+            if entry.server.isolation == "session":
+                self._check_runnable(entry.server)  # each session's connect() starts its own process
+            else:
+                entry.process = self._spawn(entry)
         except StartFailed as err:
             entry.failure = err
 
-    def _spawn(self, entry: _Entry) -> ServerProcess:
-        server = entry.server
+    def _check_runnable(self, server: Server) -> None:
         if not server.command:
             raise StartFailed(f"{server.key} has no command: the local runtime runs spec.command (with spec.args "
                               f"and spec.env); an image-only server needs the kubernetes runtime",
                               reason="NotRunnable")
         if server.problems:
             raise StartFailed(f"{server.key}: " + "; ".join(str(p) for p in server.problems), reason="InvalidSpec")
+
+    def _spawn(self, entry: _Entry) -> ServerProcess:
+        server = entry.server
+        self._check_runnable(server)
         try:
             return ServerProcess(server.key, server.command, server.args, environment(server.env),
                                  log_buffer=entry.logs, stop_grace=self.stop_grace)
@@ -203,6 +209,8 @@ class LocalRuntime:
         entry = self._entry(ref)
         if entry.failure is not None:
             raise entry.failure
+        if entry.server.isolation == "session":
+            return self._state(ref)
         if entry.process is None or not entry.process.alive():
             self.request(ref)
             if entry.failure is not None:

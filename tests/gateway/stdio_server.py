@@ -36,9 +36,15 @@ def blob(size: int) -> str:
 
 
 @server.tool()
-async def wait(seconds: float) -> str:
-    """Answer after `seconds`."""
-    await anyio.sleep(seconds)
+async def wait(seconds: float, marker: str = "") -> str:
+    """Answer after `seconds`; if cancelled first, write "cancelled" to the file `marker`."""
+    try:
+        await anyio.sleep(seconds)
+    except anyio.get_cancelled_exc_class():
+        if marker:
+            with open(marker, "w") as file:
+                file.write("cancelled")
+        raise
     return f"waited {seconds}"
 
 
