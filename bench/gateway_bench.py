@@ -193,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 per_session = math.ceil(args.calls / sessions)
                 load = LoadPlan(sessions=sessions, calls_per_session=per_session, warmup_calls=args.warmup)
                 for target in order:
+                    if target.max_sessions is not None and sessions > target.max_sessions:
+                        unavailable[f"{target.key} at {sessions} sessions"] = target.beyond_max
+                        continue
                     print(f"round {round_no + 1}/{args.rounds}: {target.key} x{sessions} ...",
                           file=sys.stderr, flush=True)
                     tag = f"{target.key}/{sessions}/{round_no}"

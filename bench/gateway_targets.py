@@ -47,6 +47,8 @@ class Target:
     group: str  # the letter the brief and the issue use: a, b, c, d
     label: str
     sessions_share: str  # what N concurrent sessions mean for this target
+    max_sessions: int | None = None  # beyond this, not run (the reason says why)
+    beyond_max: str = ""
 
 
 DIRECT = Target("direct-stdio", "a", "SDK -> server, stdio (direct)", "one server process per session")
@@ -54,8 +56,13 @@ NMCP_HTTP = Target("nmcp-streamable-http", "b", "nmcp gateway, Streamable HTTP",
 NMCP_SSE = Target("nmcp-sse", "c", "nmcp gateway, SSE", "one shared server process")
 SUPERGATEWAY_HTTP = Target("supergateway-streamable-http", "d", "supergateway 4.0.0 --stateful, Streamable HTTP",
                            "one server process per session (its stateful design)")
-SUPERGATEWAY_SSE = Target("supergateway-sse", "d", "supergateway 4.0.0, SSE",
-                          "one shared server process; every output line goes to every session")
+SUPERGATEWAY_SSE = Target(
+    "supergateway-sse", "d", "supergateway 4.0.0, SSE",
+    "one shared server process; every output line goes to every session",
+    max_sessions=16,
+    beyond_max="supergateway's SSE mode sends every line the server writes to every session, ids unchanged, so "
+               "sessions get each other's answers (see its 16-session row); at 64 that is 64x64 deliveries per "
+               "round of calls and most of a minute spent on results that are wrong by construction")
 MCP_PROXY_HTTP = Target("mcp-proxy-streamable-http", "d", f"mcp-proxy {MCP_PROXY_VERSION}, Streamable HTTP",
                         "one shared server process")
 MCP_PROXY_SSE = Target("mcp-proxy-sse", "d", f"mcp-proxy {MCP_PROXY_VERSION}, SSE", "one shared server process")
