@@ -20,6 +20,7 @@ from gateway.bridge import Hub
 from gateway.config import Config
 from gateway.runtime import RuntimeError_
 from gateway.runtimes import create_runtime
+from gateway.upstreams.http import UpstreamSettings
 from gateway.web import ApiError, Gateway, error_response
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         config = Config.from_env()
     elif not isinstance(config, Config):
         config = Config(**{**Config.from_env().__dict__, **dict(config)})
+    http_settings = UpstreamSettings.from_env(config.extra)  # NMCP_UPSTREAM_*: timeouts towards HTTP servers
     runtime = create_runtime(config.runtime, config)
-    gw = Gateway(config=config, runtime=runtime, hub=Hub(runtime, config.start_timeout))
+    gw = Gateway(config=config, runtime=runtime, hub=Hub(runtime, config.start_timeout, http_settings))
     _apps.append(gw)
 
     app = Flask(__name__)

@@ -127,8 +127,9 @@ class Bridge:
     """The upstream of one server (or one isolated session) and the sessions it serves."""
 
     def __init__(self, runtime: Runtime, ref: ServerRef, *, session_key: str | None = None,
-                 start_timeout: float = 120.0) -> None:
+                 start_timeout: float = 120.0, http_settings: Any = None) -> None:
         self.runtime = runtime
+        self.http_settings = http_settings  # gateway.upstreams.http.UpstreamSettings for HTTP servers
         self.ref = ref
         self.session_key = session_key  # set for an isolated (per-session) upstream
         self.start_timeout = start_timeout
@@ -384,7 +385,7 @@ class Bridge:
         if isinstance(target, HttpEndpoint):
             from gateway.upstreams.http import open_http_upstream  # noqa: PLC0415 - only HTTP servers need it
 
-            return open_http_upstream(target)
+            return open_http_upstream(target, self.http_settings)
         return target
 
     def _last_log(self) -> str:
@@ -458,9 +459,10 @@ class Bridge:
 class Hub:
     """Every client session and bridge of this gateway process."""
 
-    def __init__(self, runtime: Runtime, start_timeout: float = 120.0) -> None:
+    def __init__(self, runtime: Runtime, start_timeout: float = 120.0, http_settings: Any = None) -> None:
         self.runtime = runtime
         self.start_timeout = start_timeout
+        self.http_settings = http_settings
         self.sessions: dict[str, Session] = {}
         self.bridges: dict[tuple[ServerRef, str | None], Bridge] = {}
 
@@ -470,7 +472,8 @@ class Hub:
         key = (ref, session.id if isolation == "session" else None)
         bridge = self.bridges.get(key)
         if bridge is None:
-            bridge = Bridge(self.runtime, ref, session_key=key[1], start_timeout=self.start_timeout)
+            bridge = Bridge(self.runtime, ref, session_key=key[1], start_timeout=self.start_timeout,
+                            http_settings=self.http_settings)
             self.bridges[key] = bridge
         bridge.attach(session)
         if transport != "stateless":

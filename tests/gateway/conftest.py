@@ -42,6 +42,18 @@ def standard_servers() -> list[dict[str, object]]:
     ]
 
 
+def http_servers() -> list[dict[str, object]]:
+    """server-everything in its own HTTP modes, started by the gateway's local runtime."""
+    everything = str(NODE_BIN / "mcp-server-everything")
+    docs = []
+    for name, mode, transport in (("everything-sse", "sse", "sse"),
+                                  ("everything-http", "streamableHttp", "streamable-http")):
+        port = free_port()
+        docs.append(server(name, [everything], [mode], env=[{"name": "PORT", "value": str(port)}],
+                           transport={"type": transport, "port": port}))
+    return docs
+
+
 @dataclass
 class Gateway:
     url: str
@@ -96,6 +108,6 @@ def write_manifests(directory: Path, docs: list[dict[str, object]]) -> Path:
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """One gateway serving the standard servers, shared by the tests (each opens its own sessions)."""
-    manifests = write_manifests(tmp_path_factory.mktemp("gateway"), standard_servers())
+    manifests = write_manifests(tmp_path_factory.mktemp("gateway"), standard_servers() + http_servers())
     with run_gateway(manifests) as gw:
         yield gw

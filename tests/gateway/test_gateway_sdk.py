@@ -20,28 +20,36 @@ def text_of(result: Any) -> str:
     return "".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
-@pytest.mark.parametrize("target", ALL_TARGETS, ids=ids)
-def test_tools_resources_and_prompts(gateway: Gateway, target: Target) -> None:
-    async def main() -> dict[str, Any]:
-        async with connect(target, gateway, "everything") as client:
-            tools = {t.name for t in (await client.list_tools()).tools}
-            echo = text_of(await client.call_tool("echo", {"message": "hello gateway"}))
-            total = text_of(await client.call_tool("get-sum", {"a": 2, "b": 40}))
-            resources = (await client.list_resources()).resources
-            first = next(r for r in resources if r.name == "architecture.md")
-            contents = (await client.read_resource(first.uri)).contents
-            prompts = {p.name for p in (await client.list_prompts()).prompts}
-            prompt = await client.get_prompt("args-prompt", {"city": "Lyon", "state": "Rhone"})
-            return {"tools": tools, "echo": echo, "sum": total, "resource": contents[0].text,
-                    "prompts": prompts, "prompt": prompt.messages[0].content.text}
+async def exercise_everything(client: Any) -> dict[str, Any]:
+    """Tools, resources and prompts of server-everything, as a client sees them."""
+    tools = {t.name for t in (await client.list_tools()).tools}
+    echo = text_of(await client.call_tool("echo", {"message": "hello gateway"}))
+    total = text_of(await client.call_tool("get-sum", {"a": 2, "b": 40}))
+    resources = (await client.list_resources()).resources
+    first = next(r for r in resources if r.name == "architecture.md")
+    contents = (await client.read_resource(first.uri)).contents
+    prompts = {p.name for p in (await client.list_prompts()).prompts}
+    prompt = await client.get_prompt("args-prompt", {"city": "Lyon", "state": "Rhone"})
+    return {"tools": tools, "echo": echo, "sum": total, "resource": contents[0].text,
+            "prompts": prompts, "prompt": prompt.messages[0].content.text}
 
-    seen = anyio.run(main)
+
+def assert_everything(seen: dict[str, Any]) -> None:
     assert {"echo", "get-sum", "trigger-long-running-operation"} <= seen["tools"]
     assert seen["echo"] == "Echo: hello gateway"
     assert "42" in seen["sum"]
     assert seen["resource"].startswith("#")  # a markdown document
     assert {"simple-prompt", "args-prompt"} <= seen["prompts"]
     assert "Lyon" in seen["prompt"]
+
+
+@pytest.mark.parametrize("target", ALL_TARGETS, ids=ids)
+def test_tools_resources_and_prompts(gateway: Gateway, target: Target) -> None:
+    async def main() -> dict[str, Any]:
+        async with connect(target, gateway, "everything") as client:
+            return await exercise_everything(client)
+
+    assert_everything(anyio.run(main))
 
 
 @pytest.mark.parametrize("target", ALL_TARGETS, ids=ids)
