@@ -53,6 +53,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bench-venv", type=Path, default=targets.ROOT / ".venv-bench",
                         help="venv holding mcp-proxy (created if missing)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="print the markdown of a saved result and exit, running nothing")
     return parser.parse_args(argv)
 
 
@@ -156,6 +158,9 @@ def git_commit() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        print(markdown(json.loads(args.render.read_text())), end="")
+        return 0
     levels = [int(n) for n in args.sessions.split(",")]
     chosen = selected_targets(args.targets)
     started = datetime.datetime.now(datetime.UTC)

@@ -65,17 +65,18 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"warm-up calls per session; {plan['rounds']} rounds, target order reversed each round; "
         "latencies pooled over rounds, calls/s = successful calls / summed measured windows.",
         "",
-        "| sessions | target | what N sessions share | ok calls | errors | p50 ms | p99 ms | calls/s "
+        "| sessions | target | what N sessions share | ok calls | errors | p50 ms | p99 ms | calls/s | by round "
         "| p50 vs (a) | p99 vs (a) | calls/s vs (a) | server-side CPU ms/call | client CPU ms/call "
         "| connect p50 ms |",
-        "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for cell in sorted(result["cells"], key=lambda c: (c["sessions"], c["order"])):
         fig, vs = cell["figures"], cell["vs_direct"]
         lines.append(
             f"| {cell['sessions']} | ({cell['group']}) {cell['label']} | {cell['sessions_share']} "
             f"| {fig['calls']} | {_errors(fig['errors'])} | {_num(fig['p50_ms'])} | {_num(fig['p99_ms'])} "
-            f"| {_num(fig['calls_per_s'], 0)} | {_ratio(vs['p50_ms'])} | {_ratio(vs['p99_ms'])} "
+            f"| {_num(fig['calls_per_s'], 0)} | {' / '.join(_num(r['calls_per_s'], 0) for r in cell['rounds'])} "
+            f"| {_ratio(vs['p50_ms'])} | {_ratio(vs['p99_ms'])} "
             f"| {_ratio(vs['calls_per_s'])} | {_num(fig['server_cpu_per_call_ms'])} "
             f"| {_num(fig['client_cpu_per_call_ms'])} | {_num(fig['connect_p50_ms'], 0)} |"
         )
