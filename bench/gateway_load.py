@@ -108,6 +108,7 @@ async def run_cell(target: Live, plan: LoadPlan, tag: str) -> Samples:
 
     async def session(index: int) -> None:
         settled_here = measured_here = False
+        phase = "connect"  # then warmup, then close: names a session's failure in the errors
         try:
             began = time.perf_counter()
             # One scope bounds connecting and warming up, then (re-armed) closing; the calls in
@@ -115,6 +116,7 @@ async def run_cell(target: Live, plan: LoadPlan, tag: str) -> Samples:
             with anyio.CancelScope(deadline=anyio.current_time() + plan.connect_timeout) as scope:
                 async with connect() as client:
                     samples.connect_times.append(time.perf_counter() - began)
+                    phase = "warmup"
                     for i in range(plan.warmup_calls):
                         problem = await _echo(client, f"{tag}/warm/{index}/{i}", plan.call_timeout)
                         if problem is not None:
@@ -123,23 +125,24 @@ async def run_cell(target: Live, plan: LoadPlan, tag: str) -> Samples:
                     settle()
                     settled_here = True
                     await start.wait()
-                    await _measure(client, index)
+                    await measure(client, index)
                     finish()
                     measured_here = True
+                    phase = "close"
                     # Stay connected until every session is done, so closing ones do not load the rest.
                     await all_measured.wait()
                     scope.deadline = anyio.current_time() + 10
-            if scope.cancelled_caught and not measured_here:
-                samples.errors["session-timeout"] += 1
-        except Exception as exc:  # connection or warm-up failure: the session counts as failed
-            samples.errors[f"session-{_error_kind(exc)}"] += 1
+            if scope.cancelled_caught:
+                samples.errors[f"{phase}-timeout"] += 1
+        except Exception as exc:  # a session that fails outside its calls: counted by phase
+            samples.errors[f"{phase}-{_error_kind(exc)}"] += 1
         finally:
             if not settled_here:
                 settle()
             if not measured_here:
                 finish()
 
-    async def _measure(client: Client, index: int) -> None:
+    async def measure(client: Client, index: int) -> None:
         consecutive_timeouts = 0
         for i in range(plan.calls_per_session):
             sent = time.perf_counter()
