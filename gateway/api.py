@@ -86,6 +86,7 @@ def logs(name: str, namespace: str | None = None) -> Response:
     def stream() -> Iterator[bytes]:
         watcher = watch_disconnect(environ, lambda: gone.append(True))
         try:
+            yield b""  # gunicorn sends the headers now, before the first line exists
             for line in lines:
                 if gone:
                     return

@@ -99,7 +99,9 @@ class ServerProcess:
         )
         self.pid: int = self._proc.pid
         self._stderr_pump = gevent.spawn(self._pump_stderr)
-        self._log.info("started pid %d: %s", self.pid, " ".join([*command, *args]))
+        started = f"[nmcp] started pid {self.pid}: {' '.join([*command, *args])}"
+        self.log_buffer.append(started)
+        self._log.info("%s", started)
 
     # -- StdioConnection -------------------------------------------------------------------------
     def send(self, message: bytes) -> None:
