@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from hooks import lifecycle
-from hooks.admission import PoolPlan, plan_pool
+from hooks.admission import plan_pool
 from hooks.children import desired_children
 from hooks.lifecycle import PodView, read_pod
 from hooks.schemas import CustomizeResponse, SyncResponse
@@ -100,8 +100,9 @@ def sync_pool(request: Mapping[str, Any], now: datetime) -> SyncResponse:
 
     if request.get("finalizing"):
         left = len(pods) + services
-        ready = (False, "Deleting", f"the pool is being deleted; waiting for {len(pods)} Pods and "
-                                    f"{services} Services to go" if left else "the pool is being deleted; nothing left")
+        message = (f"the pool is being deleted; waiting for {len(pods)} Pods and {services} Services to go"
+                   if left else "the pool is being deleted; nothing left")
+        ready = (False, "Deleting", message)
         with_pod = {pod.server_label for pod in pods}
         stopped = sum(1 for s in servers if label_value(s.name) not in with_pod)
         status = _pool_status(pool, active=len(pods), idle=0, waiting=0, stopped=stopped, servers=len(servers),
@@ -109,7 +110,7 @@ def sync_pool(request: Mapping[str, Any], now: datetime) -> SyncResponse:
         return {"status": status, "children": [], "finalized": left == 0}
 
     problems = {s.key: lifecycle.spec_problems(s, runtime) for s in servers}
-    plan: PoolPlan = plan_pool(pool, servers, pods, problems, now)
+    plan = plan_pool(pool, servers, pods, problems, now)
     waiting = len(plan.waiting)
     ready = (True, "Reconciled", f"{plan.occupied}/{pool.max_active} servers running, {waiting} waiting")
     status = _pool_status(pool, active=plan.occupied, idle=len(plan.idle), waiting=waiting,
