@@ -176,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "python": sys.version.split()[0],
         "mcp": version("mcp"),
+        **targets.tool_versions(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
     plan = {"sessions": levels, "calls": args.calls, "warmup_calls": args.warmup, "rounds": args.rounds}

@@ -60,7 +60,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         "",
         f"Machine: {meta['cpus']} CPUs, load average {meta['loadavg_before']} before and "
         f"{meta['loadavg_after']} after; commit {meta['commit']}. Client: MCP Python SDK {meta['mcp']} "
-        f"(initialize handshake), all sessions in one process. Server: server-everything `echo` over stdio.",
+        f"(initialize handshake), all sessions in one process. Server: server-everything "
+        f"{meta.get('server-everything', '')} `echo` over stdio, node {meta.get('node', '')}.",
         f"Per cell and round: {plan['calls']} calls split over the sessions, after {plan['warmup_calls']} "
         f"warm-up calls per session; {plan['rounds']} rounds, target order reversed each round; "
         "latencies pooled over rounds, calls/s = successful calls / summed measured windows.",

@@ -13,6 +13,7 @@ Bridges run as process groups of their own, so stopping one also stops the serve
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -37,6 +38,7 @@ SUPERGATEWAY = NODE_BIN / "supergateway"
 NMCP = Path(sys.executable).parent / "nmcp"
 SERVER_NAME = "everything"
 MCP_PROXY_VERSION = "0.13.0"
+MCP_PROXY_SDK = "1.30.0"  # the SDK mcp-proxy 0.13.0 resolved to when these figures were first taken
 
 
 @dataclass(frozen=True)
@@ -245,14 +247,24 @@ def mcp_proxy(venv: Path, logs: Path) -> Iterator[tuple[str, int]]:
         yield base, proc.pid
 
 
+def tool_versions() -> dict[str, str]:
+    """Versions of the server and the npm bridge actually installed, for the results' header."""
+    def npm_version(package: str) -> str:
+        return json.loads((ROOT / "node_modules" / package / "package.json").read_text())["version"]
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    return {"node": node, "server-everything": npm_version("@modelcontextprotocol/server-everything"),
+            "supergateway": npm_version("supergateway")}
+
+
 def ensure_mcp_proxy(venv: Path) -> Path:
     """mcp-proxy in a venv of its own: it pins the 1.x SDK, the project venv has 2.x."""
     exe = venv / "bin" / "mcp-proxy"
     if not exe.exists():
-        print(f"installing mcp-proxy=={MCP_PROXY_VERSION} into {venv} ...", file=sys.stderr, flush=True)
+        print(f"installing mcp-proxy=={MCP_PROXY_VERSION} (mcp=={MCP_PROXY_SDK}) into {venv} ...", file=sys.stderr,
+              flush=True)
         subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", f"mcp-proxy=={MCP_PROXY_VERSION}"],
-                       check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", f"mcp-proxy=={MCP_PROXY_VERSION}",
+                        f"mcp=={MCP_PROXY_SDK}"], check=True)
     version = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True).stdout
     if MCP_PROXY_VERSION not in version:
         raise RuntimeError(f"{exe} is {version.strip()!r}, expected {MCP_PROXY_VERSION}; remove {venv} to reinstall")
