@@ -21,6 +21,8 @@ Nothing here does I/O: `route()` returns a `Decision` and the bridge carries it 
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,9 @@ Message = dict[str, Any]
 # JSON-RPC / MCP error codes the gateway itself produces.
 METHOD_NOT_FOUND = -32601
 INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
+HEADER_MISMATCH = -32020  # 2026-07-28: a routing header disagrees with the body
+UNSUPPORTED_PROTOCOL_VERSION = -32022
 INTERNAL_ERROR = -32603
 CONNECTION_CLOSED = -32000
 
@@ -218,6 +223,50 @@ def modern_response(method: str, message: Message) -> Message:
     if method in CACHEABLE_METHODS:
         defaults |= {"ttlMs": 0, "cacheScope": "private"}
     return {**message, "result": {**defaults, **value}}
+
+
+# The params key each 2026-07-28 method mirrors in the `Mcp-Name` header.
+NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+
+def decode_header_value(value: str | None) -> str | None:
+    """An `Mcp-Name` / `Mcp-Param-*` value: verbatim, or UTF-8 inside `=?base64?...?=`."""
+    if value is None or not (value.startswith("=?base64?") and value.endswith("?=")):
+        return value
+    payload = value[len("=?base64?"):-2]
+    try:
+        decoded = base64.b64decode(payload, validate=True)
+        return decoded.decode() if base64.b64encode(decoded).decode() == payload else None
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def modern_rejection(message: Message, headers: Mapping[str, str], supported: tuple[str, ...]) -> Message | None:
+    """Why a 2026-07-28 request is invalid (a JSON-RPC error), or None when it is fine.
+
+    The per-request envelope (`_meta` protocol version and client capabilities) must be there,
+    the routing headers must agree with the body (an intermediary routes on them), and the
+    version must be one we serve. `headers` has lower-case names.
+    """
+    request_id = message.get("id")
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    version_key, capabilities_key = f"{MODERN_META_PREFIX}protocolVersion", f"{MODERN_META_PREFIX}clientCapabilities"
+    if not isinstance(meta, dict) or version_key not in meta or capabilities_key not in meta:
+        return error(request_id, INVALID_PARAMS, f"params._meta must carry {version_key!r} and {capabilities_key!r}")
+    version = meta[version_key]
+    if headers.get("mcp-protocol-version") != version:
+        return error(request_id, HEADER_MISMATCH, "MCP-Protocol-Version does not match params._meta")
+    if headers.get("mcp-method") != message.get("method"):
+        return error(request_id, HEADER_MISMATCH, "Mcp-Method does not match the request's method")
+    name_key = NAME_PARAM.get(str(message.get("method")))
+    if name_key is not None and isinstance(params, dict) and params.get(name_key) is not None \
+            and decode_header_value(headers.get("mcp-name")) != params[name_key]:
+        return error(request_id, HEADER_MISMATCH, f"Mcp-Name does not match params.{name_key}")
+    if version not in supported:
+        return error(request_id, UNSUPPORTED_PROTOCOL_VERSION, f"unsupported protocol version {version!r}",
+                     {"supported": list(supported), "requested": version})
+    return None
 
 
 def strip_modern_meta(params: Any) -> Any:

@@ -27,7 +27,7 @@ from typing import Any
 
 import gevent
 import gevent.queue
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, jsonify, request
 
 from gateway import routing
 from gateway.bridge import CLOSED, HANDSHAKE_VERSIONS, MODERN_VERSIONS, Hub, Session
@@ -66,10 +66,14 @@ def _bad_version() -> Response | None:
     version = request.headers.get(VERSION_HEADER)
     if version is None or version in HANDSHAKE_VERSIONS or version in MODERN_VERSIONS:
         return None
-    supported = ", ".join((*HANDSHAKE_VERSIONS, *MODERN_VERSIONS))
-    return rpc_error_response(400, routing.INVALID_REQUEST,
-                              f"Bad Request: unsupported MCP-Protocol-Version {version!r}; supported: {supported}",
-                              "unsupported_protocol_version")
+    supported = [*HANDSHAKE_VERSIONS, *MODERN_VERSIONS]
+    body = routing.error(None, routing.UNSUPPORTED_PROTOCOL_VERSION,
+                         f"Bad Request: unsupported MCP-Protocol-Version {version!r}; "
+                         f"supported: {', '.join(supported)}",
+                         {"code": "unsupported_protocol_version", "supported": supported, "requested": version})
+    response = jsonify(body)
+    response.status_code = 400
+    return response
 
 
 def _session_not_found() -> Response:
@@ -121,6 +125,12 @@ def post(name: str, namespace: str | None = None) -> Response:
         elif modern is not None:
             if what != "request":
                 return Response(status=202)  # 2026 defines no client notifications over HTTP
+            rejection = routing.modern_rejection(message, {k.lower(): v for k, v in request.headers.items()},
+                                                 MODERN_VERSIONS)
+            if rejection is not None:
+                response = jsonify(rejection)
+                response.status_code = 400
+                return response
             session = gw.hub.open(ref, "stateless", gw.runtime.get(ref).server.isolation)
             _adopt_modern(session, message, modern)
         else:

@@ -230,3 +230,55 @@ def test_the_sse_stream_starts_with_the_endpoint_event(gateway: Gateway) -> None
         gone = requests.post(gateway.url + endpoint, json=INIT, timeout=30)
     assert gone.status_code == 404
     assert gone.json()["error"]["code"] == "session_not_found"
+
+
+# -- 2026-07-28 (stateless) -----------------------------------------------------------------------
+
+MODERN = "2026-07-28"
+
+
+def modern(method: str, params: dict[str, Any] | None = None, request_id: int = 1) -> dict[str, Any]:
+    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**(params or {}), "_meta": meta}}
+
+
+def modern_headers(method: str, name: str | None = None) -> dict[str, str]:
+    return {"MCP-Protocol-Version": MODERN, "Mcp-Method": method, **({"Mcp-Name": name} if name else {})}
+
+
+def test_server_discover_needs_no_session(gateway: Gateway) -> None:
+    answer = post(gateway, "time", modern("server/discover"), **modern_headers("server/discover"))
+    assert answer.status_code == 200
+    assert "Mcp-Session-Id" not in answer.headers
+    result = answer.json()["result"]
+    assert result["supportedVersions"] == [MODERN]
+    assert "tools" in result["capabilities"]
+    assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "mcp-time"
+
+
+def test_a_stateless_call_is_answered_in_the_2026_shape(gateway: Gateway) -> None:
+    listed = post(gateway, "time", modern("tools/list"), **modern_headers("tools/list")).json()["result"]
+    assert {"resultType": "complete", "ttlMs": 0, "cacheScope": "private"}.items() <= listed.items()
+    call = modern("tools/call", {"name": "get_current_time", "arguments": {"timezone": "UTC"}})
+    answer = post(gateway, "time", call, **modern_headers("tools/call", "get_current_time")).json()
+    assert answer["result"]["resultType"] == "complete"
+    assert "UTC" in answer["result"]["content"][0]["text"]
+
+
+@pytest.mark.parametrize(("headers", "code"), [
+    (modern_headers("tools/list", "get_current_time"), -32020),  # Mcp-Method disagrees with the body
+    (modern_headers("tools/call", "other_tool"), -32020),  # Mcp-Name disagrees
+    ({"MCP-Protocol-Version": MODERN}, -32020),  # no Mcp-Method at all
+])
+def test_routing_headers_must_match_the_body(gateway: Gateway, headers: dict[str, str], code: int) -> None:
+    call = modern("tools/call", {"name": "get_current_time", "arguments": {"timezone": "UTC"}})
+    answer = post(gateway, "time", call, **headers)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == code
+
+
+def test_a_stateless_request_without_its_envelope_is_refused(gateway: Gateway) -> None:
+    bare = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    answer = post(gateway, "time", bare, **modern_headers("tools/list"))
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == -32602

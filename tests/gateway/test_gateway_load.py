@@ -200,3 +200,21 @@ def test_garbage_on_stdout_does_not_break_the_session(gateway: Gateway) -> None:
             return [text_of(await client.call_tool("echo", {"text": f"line {n}"})) for n in range(5)]
 
     assert anyio.run(main) == [f"line {n}" for n in range(5)]
+
+
+@pytest.mark.parametrize("target", [SSE, HTTP, MODERN], ids=["sse", "http", "modern"])
+def test_a_call_the_client_abandons_is_cancelled_on_the_server(gateway: Gateway, target: Target,
+                                                              tmp_path: Path) -> None:
+    # 2025 clients send notifications/cancelled; a 2026 client just closes the response stream.
+    marker = tmp_path / "cancelled"
+
+    async def main() -> None:
+        async with connect(target, gateway, "test") as client:
+            with anyio.move_on_after(1.5):
+                await client.call_tool("wait", {"seconds": 60, "marker": str(marker)})
+            # The session (if any) goes on.
+            assert text_of(await client.call_tool("echo", {"text": "next"})) == "next"
+
+    anyio.run(main)
+    assert settle(marker.exists), "the server never saw the cancellation"
+    assert marker.read_text() == "cancelled"
