@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.kube.client import Gone, KubeClient, KubeError, Resource
+from gateway.kube.client import Gone, KubeClient, KubeError, Resource, WatchStream
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ class Informer:
     resource_version: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _stream: WatchStream | None = None
 
     @property
     def name(self) -> str:
@@ -124,6 +125,9 @@ class Informer:
 
     def stop(self) -> None:
         self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            stream.close()  # ends the blocked read now, and frees the connection
 
     def _run(self) -> None:
         backoff = 0.5
@@ -161,8 +165,11 @@ class Informer:
         self.stats.watches += 1
         timeout = int(self.watch_timeout * random.uniform(0.8, 1.0)) or 1
         assert self.resource_version is not None
-        for event in self.client.watch(self.resource, self.namespace, self.resource_version,
-                                       timeout_seconds=timeout, label_selector=self.label_selector):
+        self._stream = self.client.watch(self.resource, self.namespace, self.resource_version,
+                                         timeout_seconds=timeout, label_selector=self.label_selector)
+        if self._stop.is_set():
+            self._stream.close()
+        for event in self._stream:
             if self._stop.is_set():
                 return
             self._set_health(True)

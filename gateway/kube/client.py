@@ -12,9 +12,11 @@ Tokens from a file (a projected service-account token) are re-read whenever the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import ssl
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -163,6 +165,36 @@ class _TokenSource:
             return self._token
 
 
+class WatchStream:
+    """The events of one open watch; `close()` (from any thread) ends it."""
+
+    def __init__(self, resp: requests.Response, resource: Resource) -> None:
+        self._resp, self._resource = resp, resource
+        self.closed = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """The decoded events, BOOKMARK and ERROR ones included; Unreachable when the stream drops."""
+        try:
+            for line in self._resp.iter_lines(chunk_size=None):
+                if line:
+                    yield json.loads(line)
+        except (requests.RequestException, ValueError, AttributeError) as err:
+            if not self.closed:
+                what = self._resource.describe()
+                raise Unreachable(f"watch of {what} dropped: {err}", reason="WatchDropped") from err
+        finally:
+            self._resp.close()
+
+    def close(self) -> None:
+        """Shut the socket down: the reading thread wakes and closes the response itself (closing a
+        response another thread is reading from blocks on its buffer lock)."""
+        self.closed = True
+        sock = getattr(getattr(self._resp.raw, "connection", None), "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 class KubeClient:
     """A small Kubernetes REST client; safe to share between greenlets/threads."""
 
@@ -224,26 +256,15 @@ class KubeClient:
                          content_type="application/merge-patch+json").json()
 
     def watch(self, resource: Resource, namespace: str | None, resource_version: str, *, timeout_seconds: int,
-              label_selector: str | None = None) -> Iterator[dict[str, Any]]:
-        """Watch events from `resource_version` until the server ends the watch (after `timeout_seconds`).
-
-        Yields the decoded events, including BOOKMARK and ERROR ones; raises Unreachable when the
-        connection drops in the middle.
-        """
+              label_selector: str | None = None) -> WatchStream:
+        """Open a watch from `resource_version`; the server ends it after `timeout_seconds`."""
         params: dict[str, Any] = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
                                   "timeoutSeconds": str(timeout_seconds)}
         if label_selector:
             params["labelSelector"] = label_selector
         resp = self.call("GET", Access("watch", resource, namespace), resource.path(namespace), params=params,
                          stream=True, read_timeout=timeout_seconds + 30)
-        try:
-            for line in resp.iter_lines(chunk_size=None):
-                if line:
-                    yield json.loads(line)
-        except (requests.RequestException, ValueError) as err:
-            raise Unreachable(f"watch of {resource.describe()} dropped: {err}", reason="WatchDropped") from err
-        finally:
-            resp.close()
+        return WatchStream(resp, resource)
 
     def stream_lines(self, resource: Resource, namespace: str, name: str, subresource: str,
                      params: Mapping[str, Any]) -> Iterator[str]:

@@ -65,12 +65,12 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def _stop(proc: subprocess.Popen | None) -> None:
+def _stop(proc: subprocess.Popen | None, grace: float = 5) -> None:
     if proc is None or proc.poll() is not None:
         return
     proc.terminate()
     try:
-        proc.wait(timeout=20)
+        proc.wait(timeout=grace)  # kube-apiserver waits for open watches; nothing here needs that
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -274,6 +274,26 @@ class KubeAPI:
                  "-out", f"{stem}.crt", "-days", "2", "-extfile", f"{stem}.ext", cwd=self.dir)
         return self.dir / f"{stem}.crt", self.dir / f"{stem}.key"
 
+    def serving_certificate(self, name: str, ip: str = "127.0.0.1") -> tuple[Path, Path]:
+        """A TLS server certificate (and key) for `ip`, signed by the cluster CA (e.g. for a fake kubelet)."""
+        stem = f"serving-{name}-{next(self._names)}"
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{stem}.key", "-out", f"{stem}.csr",
+                 "-subj", f"/CN={name}", cwd=self.dir)
+        (self.dir / f"{stem}.ext").write_text(f"subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\n")
+        _openssl("x509", "-req", "-in", f"{stem}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{stem}.crt", "-days", "2", "-extfile", f"{stem}.ext", cwd=self.dir)
+        return self.dir / f"{stem}.crt", self.dir / f"{stem}.key"
+
+    def bump_etcd_revision(self, times: int = 1) -> None:
+        """Write a key straight into etcd (bypassing the API server), moving its revision on."""
+        url = f"http://127.0.0.1:{self.etcd_port}/v3/kv/put"
+        key = base64.b64encode(b"/nmcp-test/bump").decode()
+        session = requests.Session()
+        session.trust_env = False
+        for i in range(times):
+            value = base64.b64encode(str(i).encode()).decode()
+            session.post(url, json={"key": key, "value": value}, timeout=10).raise_for_status()
+
     def write_kubeconfig(self, path: Path, *, token: str | None = None, client_cert: tuple[Path, Path] | None = None,
                          namespace: str | None = None, server: str | None = None) -> Path:
         """A kubeconfig for this cluster with one user (a bearer token or a client certificate)."""
@@ -304,16 +324,34 @@ class KubeAPI:
         return path
 
 
+class _Shared:
+    """The one API server of this pytest process, and how many fixture definitions use it."""
+
+    api: KubeAPI | None = None
+    users = 0
+
+
 @pytest.fixture(scope="session")
 def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPI]:
-    """A real kube-apiserver for the whole session; FAILS (never skips) when it cannot start."""
-    api = KubeAPI(tmp_path_factory.mktemp("kube-api"))
+    """A real kube-apiserver for the whole session; FAILS (never skips) when it cannot start.
+
+    Each conftest that imports this fixture gets its own fixture definition; they all share one
+    API server (started by the first, stopped after the last), so a run of several test areas
+    starts it once.
+    """
+    if _Shared.api is None:
+        api = KubeAPI(tmp_path_factory.mktemp("kube-api"))
+        try:
+            api.start()
+        except KubeAPIError as err:
+            api.stop()
+            pytest.fail(str(err), pytrace=False)
+        _Shared.api = api
+    _Shared.users += 1
     try:
-        api.start()
-    except KubeAPIError as err:
-        api.stop()
-        pytest.fail(str(err), pytrace=False)
-    try:
-        yield api
+        yield _Shared.api
     finally:
-        api.stop()
+        _Shared.users -= 1
+        if _Shared.users == 0:
+            _Shared.api.stop()
+            _Shared.api = None
