@@ -143,10 +143,20 @@ def start_targets(stack: contextlib.ExitStack, chosen: list[targets.Target], *, 
         return {targets.MCP_PROXY_HTTP.key: Live(targets.streamable_http_connect(base + "/mcp/"), bridge_cpu(pid)),
                 targets.MCP_PROXY_SSE.key: Live(targets.sse_connect(base + "/sse"), bridge_cpu(pid))}
 
+    def native_http() -> dict[str, Live]:
+        base, pid = stack.enter_context(targets.native_http("streamableHttp", logs))
+        return {targets.NATIVE_HTTP.key: Live(targets.streamable_http_connect(base + "/mcp"), bridge_cpu(pid))}
+
+    def native_sse() -> dict[str, Live]:
+        base, pid = stack.enter_context(targets.native_http("sse", logs))
+        return {targets.NATIVE_SSE.key: Live(targets.sse_connect(base + "/sse"), bridge_cpu(pid))}
+
     bring_up({targets.NMCP_HTTP.key, targets.NMCP_SSE.key}, nmcp)
     bring_up({targets.SUPERGATEWAY_HTTP.key}, supergateway_http)
     bring_up({targets.SUPERGATEWAY_SSE.key}, supergateway_sse)
     bring_up({targets.MCP_PROXY_HTTP.key, targets.MCP_PROXY_SSE.key}, mcp_proxy)
+    bring_up({targets.NATIVE_HTTP.key}, native_http)
+    bring_up({targets.NATIVE_SSE.key}, native_sse)
     return connects, unavailable, gateway_base
 
 

@@ -69,7 +69,15 @@ MCP_PROXY_HTTP = Target("mcp-proxy-streamable-http", "d", f"mcp-proxy {MCP_PROXY
                         "one shared server process")
 MCP_PROXY_SSE = Target("mcp-proxy-sse", "d", f"mcp-proxy {MCP_PROXY_VERSION}, SSE", "one shared server process")
 
-ALL_TARGETS = (DIRECT, NMCP_HTTP, NMCP_SSE, SUPERGATEWAY_HTTP, SUPERGATEWAY_SSE, MCP_PROXY_HTTP, MCP_PROXY_SSE)
+# Not a bridge: the server speaking HTTP itself, to tell what HTTP and the SDK's HTTP client cost
+# from what bridging costs.
+NATIVE_HTTP = Target("native-streamable-http", "ref", "server-everything's own Streamable HTTP (no bridge)",
+                     "one server process, a server instance per session inside it")
+NATIVE_SSE = Target("native-sse", "ref", "server-everything's own SSE (no bridge)",
+                    "one server process, a server instance per session inside it")
+
+ALL_TARGETS = (DIRECT, NMCP_HTTP, NMCP_SSE, SUPERGATEWAY_HTTP, SUPERGATEWAY_SSE, MCP_PROXY_HTTP, MCP_PROXY_SSE,
+               NATIVE_HTTP, NATIVE_SSE)
 
 # The 2025 initialize handshake on every path: server-everything speaks 2025-11-25, and "legacy"
 # keeps the 2.x client from probing `server/discover` first, so all targets do the same exchange.
@@ -233,6 +241,15 @@ def supergateway(transport: str, logs: Path) -> Iterator[tuple[str, int]]:
     if transport == "streamableHttp":
         argv += ["--outputTransport", "streamableHttp", "--stateful"]
     with process_group(argv, logs / f"supergateway-{transport}.log", tcp_ready(port), "supergateway") as proc:
+        yield f"http://127.0.0.1:{port}", proc.pid
+
+
+@contextlib.contextmanager
+def native_http(transport: str, logs: Path) -> Iterator[tuple[str, int]]:
+    """server-everything in its own `sse` or `streamableHttp` mode (it listens on every interface)."""
+    port = free_port()
+    argv = ["env", f"PORT={port}", str(EVERYTHING), transport]
+    with process_group(argv, logs / f"everything-{transport}.log", tcp_ready(port), "server-everything") as proc:
         yield f"http://127.0.0.1:{port}", proc.pid
 
 
