@@ -4,6 +4,7 @@ Measures p50/p99 latency and calls per second at several concurrencies for
   (a) the MCP Python SDK talking to server-everything directly over stdio,
   (b) the nmcp gateway over Streamable HTTP, (c) the nmcp gateway over legacy SSE,
   (d) supergateway (npm) and mcp-proxy (PyPI) bridging the same server,
+  and for reference the server's own SSE and Streamable HTTP modes (HTTP without a bridge),
 all in one run on this machine, so the ratios to (a) compare like with like on shared cores.
 It also measures cold start: a session's first response through the gateway while the server
 is idle, against the server's own spawn-and-initialize time.
