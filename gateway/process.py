@@ -167,7 +167,9 @@ class ServerProcess:
         self._stderr_pump.join(timeout=1)
         for stream in (self._proc.stdout, self._proc.stderr):
             if stream is not None:
-                with contextlib.suppress(OSError):
+                # RuntimeError ("reentrant call"): another greenlet is blocked reading the stream
+                # (the bridge's upstream reader); it gets end-of-file now that the process is gone.
+                with contextlib.suppress(OSError, RuntimeError):
                     stream.close()
         return code
 
