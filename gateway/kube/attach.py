@@ -231,12 +231,11 @@ class AttachConnection:
     def _finish(self, reason: str) -> None:
         self.ended = reason
         self._connected.set()  # wake senders: they see `ended`
+        if not self._closed:
+            log.warning("%s: attach ended: %s", self.name, reason)
+            if self._on_end is not None:
+                self._on_end(self, reason)  # reported before the reader learns of the end
         self._lines.put(None)
-        if self._closed:
-            return
-        log.warning("%s: attach ended: %s", self.name, reason)
-        if self._on_end is not None:
-            self._on_end(self, reason)
 
     def _keepalive(self) -> None:
         """Ping; a connection that answers nothing for two intervals is dead: abort it."""
