@@ -4,14 +4,17 @@
    server listed, median of `--starts` runs.
 2. Memory: RSS of the `nmcp up` process tree (gunicorn master, the gevent worker, server
    processes) with the examples idle, and with both example servers running.
-3. Cold start, side by side in one run, interleaved: for each of the example servers,
-   (a) the server's own spawn + initialize + first tool call, by the official SDK client over
-   stdio (`Client(StdioServerParameters(...))`), and
-   (b) the same first tool call by the same client through `nmcp up` on an Idle server
-   (Streamable HTTP; demand -> reconcile pass -> process -> initialize -> call), and
-   (c) a new client session through `nmcp up` on the already Ready server (the gateway's own
-   per-session cost), so that (b) - (a) is what scale-from-zero adds and (c) what any session costs.
-   Between rounds the server is shut down through the API and waited for until Idle.
+3. Cold start, side by side in one run, interleaved, for each example server, measured twice:
+   with a minimal raw JSON-RPC client (initialize, initialized, one tools/call: what the protocol
+   itself costs) and with the official SDK client (`mcp.Client`: what a user sees; it also
+   negotiates the protocol revision, which costs it more against a bare 2025 stdio server than
+   against the gateway, which answers that itself):
+   (a) the server's own spawn + initialize + first tool call over stdio;
+   (b) the same first call through `nmcp up` on an Idle server (Streamable HTTP; demand ->
+       reconcile pass -> process -> gateway initializes it -> call);
+   (c) the same through `nmcp up` on the already Ready server (a new session's own cost).
+   (b) - (a) is what scale-from-zero through nmcp adds. Between rounds the server is shut down
+   through the API and waited for until Idle.
 
     .venv/bin/python bench/up_bench.py [--starts 5] [--rounds 8]
 
@@ -31,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +55,13 @@ CALLS = {  # the first tool call made on each example server
 }
 
 
-def _wait(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+def _wait(check: Callable[[], bool], what: str | Callable[[], str], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.01)
-    raise TimeoutError(what)
+    raise TimeoutError(what() if callable(what) else what)
 
 
 def _tree(pid: int) -> list[int]:
@@ -91,14 +95,15 @@ def rss_mib(pid: int) -> float:
 
 
 @contextmanager
-def nmcp_up() -> Iterator[tuple[subprocess.Popen[bytes], str, float]]:
+def nmcp_up(log_path: Path | None = None) -> Iterator[tuple[subprocess.Popen[bytes], str, float]]:
     """`nmcp up examples/local`; yields the process, its base URL and the seconds it took to be ready."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     names = {m.name for m in load([EXAMPLES]).of_kind("MCPServer")}
+    log = log_path.open("wb") if log_path else subprocess.DEVNULL
     started = time.perf_counter()
-    proc = subprocess.Popen([str(VENV_BIN / "nmcp"), "up", str(EXAMPLES), "--bind", f"127.0.0.1:{port}"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([str(VENV_BIN / "nmcp"), "up", str(EXAMPLES), "--bind", f"127.0.0.1:{port}",
+                             "--log-format", "json"], cwd=ROOT, stdout=log, stderr=log)
 
     def ready() -> bool:
         try:
@@ -115,6 +120,88 @@ def nmcp_up() -> Iterator[tuple[subprocess.Popen[bytes], str, float]]:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
+        if log_path:
+            log.close()  # type: ignore[union-attr]
+
+
+def demand_to_ready(log_path: Path) -> list[float]:
+    """From nmcp up's JSON log: seconds from each `request` to the server's next Ready phase,
+    i.e. the reconcile loop's passes plus spawning the process (a stdio Pod is ready once it runs)."""
+    requested: dict[str, float] = {}
+    out: list[float] = []
+    for line in log_path.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        record = json.loads(line)
+        when = datetime.fromisoformat(record["time"].replace("Z", "+00:00")).timestamp()
+        if record.get("event") == "request":
+            requested.setdefault(record["server"], when)
+        elif record.get("event") == "phase" and record.get("to") == "Ready" and record["server"] in requested:
+            out.append(when - requested.pop(record["server"]))
+    return out
+
+
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "up-bench", "version": "1"}}}
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+def _tool_call(name: str) -> dict[str, Any]:
+    tool, arguments = CALLS[name]
+    return {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def raw_direct(name: str, spec: dict[str, Any]) -> float:
+    """Spawn the server, initialize it and make one tool call over its stdio, by hand."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([*spec["command"], *spec.get("args", [])], cwd=ROOT, env=_env(),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        for message in (INITIALIZE, INITIALIZED, _tool_call(name)):
+            proc.stdin.write(json.dumps(message).encode() + b"\n")
+            proc.stdin.flush()
+            while "id" in message:
+                answer = json.loads(proc.stdout.readline())
+                if answer.get("id") == message["id"]:
+                    assert "result" in answer, answer
+                    break
+        return time.perf_counter() - started
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def _rpc(session: requests.Session, url: str, message: dict[str, Any]) -> requests.Response:
+    response = session.post(url, json=message, timeout=60)
+    response.raise_for_status()
+    if "id" in message:
+        text = response.text
+        if response.headers.get("Content-Type", "").startswith("text/event-stream"):
+            text = next(line[5:] for line in text.splitlines()
+                        if line.startswith("data:") and f'"id":{message["id"]}' in line.replace(" ", ""))
+        assert "result" in json.loads(text), text
+    return response
+
+
+def raw_through_up(base: str, name: str) -> float:
+    """The same three messages through nmcp up's Streamable HTTP endpoint, by hand."""
+    url = f"{base}/api/v1/servers/{name}/mcp"
+    started = time.perf_counter()
+    with requests.Session() as session:
+        session.headers["Accept"] = "application/json, text/event-stream"
+        first = _rpc(session, url, INITIALIZE)
+        session.headers["Mcp-Session-Id"] = first.headers["Mcp-Session-Id"]
+        session.headers["MCP-Protocol-Version"] = INITIALIZE["params"]["protocolVersion"]
+        _rpc(session, url, INITIALIZED)
+        _rpc(session, url, _tool_call(name))
+        elapsed = time.perf_counter() - started
+        session.delete(url, timeout=10)
+    return elapsed
 
 
 async def _first_call(server: StdioServerParameters | str, name: str) -> float:
@@ -127,16 +214,21 @@ async def _first_call(server: StdioServerParameters | str, name: str) -> float:
     return time.perf_counter() - started
 
 
-def direct(name: str, spec: dict[str, Any]) -> float:
-    """The server's own cost: spawn, initialize, first call, over stdio."""
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+def sdk_direct(name: str, spec: dict[str, Any]) -> float:
+    """The server's cost as the SDK client sees it: spawn, negotiate, initialize, first call, over stdio."""
     params = StdioServerParameters(command=spec["command"][0], args=[*spec["command"][1:], *spec.get("args", [])],
-                                   env=env, cwd=str(ROOT))
+                                   env=_env(), cwd=str(ROOT))
     return anyio.run(_first_call, params, name)
 
 
-def through_up(base: str, name: str) -> float:
+def sdk_through_up(base: str, name: str) -> float:
     return anyio.run(_first_call, f"{base}/api/v1/servers/{name}/mcp", name)
+
+
+WAYS = {  # client -> (direct over stdio, through nmcp up)
+    "raw": (raw_direct, raw_through_up),
+    "sdk": (sdk_direct, sdk_through_up),
+}
 
 
 def phase(base: str, name: str) -> str:
@@ -145,7 +237,8 @@ def phase(base: str, name: str) -> str:
 
 def stop(base: str, name: str) -> None:
     requests.post(f"{base}/api/v1/servers/{name}/shutdown", timeout=5).raise_for_status()
-    _wait(lambda: phase(base, name) == "Idle", f"{name} to stop")
+    _wait(lambda: phase(base, name) == "Idle",
+          lambda: f"{name} to stop; it is {requests.get(f'{base}/api/v1/servers/{name}', timeout=5).text}")
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -162,49 +255,69 @@ def main() -> None:
     options = parser.parse_args()
     specs = {m.name: m.obj["spec"] for m in load([EXAMPLES]).of_kind("MCPServer")}
 
+    load_before = os.getloadavg()
     startup: list[float] = []
     for _ in range(options.starts):
         with nmcp_up() as (_, _, seconds):
             startup.append(seconds)
 
-    cold: dict[str, dict[str, list[float]]] = {n: {"direct": [], "up_cold": [], "up_warm": []} for n in specs}
-    with nmcp_up() as (proc, base, _):
+    cold: dict[str, dict[str, list[float]]] = {
+        f"{name} ({client})": {"direct": [], "up_cold": [], "up_warm": []} for client in WAYS for name in specs}
+    log_path = ROOT / "bench" / "results" / "up-log.jsonl"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with nmcp_up(log_path) as (proc, base, _):
         time.sleep(1)  # let the worker settle before reading its memory
         memory = {"idle_mib": round(rss_mib(proc.pid), 1)}
         for name, spec in specs.items():  # warm-up: imports, caches, npx's first resolve
-            direct(name, spec)
-            through_up(base, name)
-            stop(base, name)
-        for _ in range(options.rounds):
-            for name, spec in specs.items():
-                cold[name]["direct"].append(direct(name, spec))
-                cold[name]["up_cold"].append(through_up(base, name))
-                cold[name]["up_warm"].append(through_up(base, name))
-            if len(cold[next(iter(specs))]["direct"]) == options.rounds:
-                memory["running_mib"] = round(rss_mib(proc.pid), 1)  # both servers still up
-            for name in specs:
+            for direct, through_up in WAYS.values():
+                direct(name, spec)
+                through_up(base, name)
                 stop(base, name)
+        for round_ in range(options.rounds):
+            for client, (direct, through_up) in WAYS.items():
+                for name, spec in specs.items():
+                    row = cold[f"{name} ({client})"]
+                    if round_ % 2:  # alternate which goes first, so neither always finds caches warm
+                        row["up_cold"].append(through_up(base, name))
+                        row["up_warm"].append(through_up(base, name))
+                        row["direct"].append(direct(name, spec))
+                    else:
+                        row["direct"].append(direct(name, spec))
+                        row["up_cold"].append(through_up(base, name))
+                        row["up_warm"].append(through_up(base, name))
+                if round_ == options.rounds - 1 and client == "sdk":
+                    memory["running_mib"] = round(rss_mib(proc.pid), 1)  # both servers still up
+                for name in specs:
+                    stop(base, name)
 
     results = {
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "startup": summary(startup),
         "memory": memory,
-        "cold_start": {name: {way: summary(v) for way, v in ways.items()} for name, ways in cold.items()},
+        "demand_to_ready": summary(demand_to_ready(log_path)),
+        "cold_start": {row: {way: summary(v) for way, v in ways.items()} for row, ways in cold.items()},
     }
     out = ROOT / "bench" / "results" / "up.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
 
     print(f"nmcp up examples/local -> ready: median {results['startup']['median_ms']} ms "
           f"(min {results['startup']['min_ms']}, n={options.starts})")
     print(f"RSS of the nmcp up process tree: {memory['idle_mib']} MiB idle, "
-          f"{memory['running_mib']} MiB with both example servers running\n")
-    print("| server | (a) own spawn+initialize+call, stdio | (b) first call via nmcp up, Idle server "
+          f"{memory['running_mib']} MiB with both example servers running")
+    ready = results["demand_to_ready"]
+    print(f"demand -> Ready inside nmcp up (reconcile passes + process spawn): median {ready['median_ms']} ms, "
+          f"p90 {ready['p90_ms']} ms (n={ready['n']})\n")
+    print("| server (client) | (a) own spawn+initialize+call, stdio | (b) first call via nmcp up, Idle server "
           "| (b)-(a) scale-from-zero overhead | (c) new session via nmcp up, Ready server |")
     print("|---|---|---|---|---|")
     for name, ways in results["cold_start"].items():
         a, b, c = ways["direct"]["median_ms"], ways["up_cold"]["median_ms"], ways["up_warm"]["median_ms"]
         print(f"| {name} | {a} ms | {b} ms | {round(b - a, 1)} ms | {c} ms |")
-    print(f"\nmedians of {options.rounds} interleaved rounds; p90 and min in {out.relative_to(ROOT)}")
+    machine = results["machine"]
+    print(f"\nmedians of {options.rounds} interleaved rounds; p90 and min in {out.relative_to(ROOT)}; "
+          f"{machine['cpus']} CPUs, 1-minute load average {machine['loadavg_before'][0]} before, "
+          f"{machine['loadavg_after'][0]} after")
 
 
 if __name__ == "__main__":

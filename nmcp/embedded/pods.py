@@ -14,8 +14,10 @@ Every state change calls `on_change`, which wakes the reconcile loop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -188,14 +190,23 @@ class LocalPod:
     def _stop(self) -> None:
         sessions = [gevent.spawn(p.stop, self.grace) for p in self._session_processes]
         proc = self.process
-        if proc is not None:
-            code = proc.stop(self.grace)
-            log.info("pod %s: process %d stopped (status %s)", self.key, proc.pid, code)
-        self._supervisor.join()
-        gevent.joinall(sessions)
-        self.process = None
-        self.gone.set()
-        self._on_change()
+        try:
+            if proc is not None:
+                code = proc.stop(self.grace)
+                log.info("pod %s: process %d stopped (status %s)", self.key, proc.pid, code)
+            self._supervisor.join()
+            gevent.joinall(sessions)
+        except Exception:  # a Pod must never stay terminating: log, make sure the process is gone
+            log.exception("pod %s: stopping failed; killing its processes", self.key)
+            self._supervisor.kill()
+            for process in [proc, *self._session_processes]:
+                if process is not None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(process.pid, signal.SIGKILL)
+        finally:
+            self.process = None
+            self.gone.set()
+            self._on_change()
 
 
 class PodConnection:

@@ -7,7 +7,8 @@ passes, driven by the hooks, decide what runs:
 * `request` sets `requested-at` and wakes the loop; `shutdown` sets `stop-requested-at`;
 * `touch` records the open sessions and, while the server runs, `last-active-at` (activity on a
   server that is not running yet is not "served": writing it would make the pending request look
-  served, and the pool would withdraw its admission);
+  served, and the pool would withdraw its admission; a session ending is not activity either: it
+  would cancel a stop requested just before);
 * `wait_ready` waits, woken by each completed pass, for a pass that saw the demand to report
   Ready, and fails at once with the Ready condition's reason and message when the server is
   Degraded or will not start, or after the timeout with the reason it is still waiting
@@ -26,6 +27,7 @@ Configuration (read once by `create_runtime`, from the gateway's `Config` and `N
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -59,6 +61,8 @@ from nmcp.resources import (
 
 if TYPE_CHECKING:
     from gateway.config import Config
+
+log = logging.getLogger("nmcp.up")
 
 READY, DEGRADED, IDLE = "Ready", "Degraded", "Idle"
 
@@ -134,17 +138,24 @@ class EmbeddedRuntime:
 
     def request(self, ref: ServerRef) -> None:
         self._object(ref)
+        log.info("server %s requested", ref, extra={"event": "request", "server": str(ref)})
         self.loop.annotate(str(ref), {ANN_REQUESTED_AT: self._now()})
 
     def shutdown(self, ref: ServerRef) -> None:
         self._object(ref)
+        log.info("server %s: stop requested", ref, extra={"event": "shutdown", "server": str(ref)})
         self.loop.annotate(str(ref), {ANN_STOP_REQUESTED_AT: self._now()})
 
     def touch(self, ref: ServerRef, sessions: int) -> None:
         obj = self._object(ref)
         annotations = obj["metadata"].get("annotations") or {}
         values = {ANN_SESSIONS: str(max(0, sessions))}
-        if (obj.get("status") or {}).get("phase") == READY:
+        try:
+            before = int(annotations.get(ANN_SESSIONS, 0))
+        except ValueError:
+            before = 0
+        # A session that ends is not activity: counting it would cancel a stop requested just before.
+        if (obj.get("status") or {}).get("phase") == READY and sessions >= before:
             values[ANN_LAST_ACTIVE_AT] = self._now()
         # Activity only moves the idle deadline, which the loop reads when it wakes anyway; a new
         # session count can change maxIdle eviction, so that one wakes it now.
