@@ -36,7 +36,7 @@ def _phase_events(log: str, server: str) -> list[tuple[str | None, str, str]]:
 def test_a_client_scales_an_idle_server_from_zero_and_it_stops_after_its_idle_timeout(tmp_path: Path) -> None:
     # Idle time counts from the process start (a stdio Pod is ready once it runs), so the timeout
     # leaves room for a slow initialize on a busy machine.
-    write(tmp_path, "servers.yaml", pool(), time_server("time", spec="idleTimeout: 5s"))
+    write(tmp_path, "servers.yaml", pool(), time_server("time", spec="idleTimeout: 8s"))
     with nmcp_up(tmp_path, log_path=tmp_path / "up.log", log_format="json") as up:
         assert up.servers()["time"]["phase"] == "Idle"
         assert not any("mcp-server-time" in _cmdline(p) for p in up.processes())
