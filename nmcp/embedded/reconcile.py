@@ -181,8 +181,9 @@ class Reconciler:
         self._collect_garbage()
         for pool in self.store.pools():
             resyncs.append(self._sync_pool(pool, now))
+        world = self._world()  # after the pools' changes: what every server sync relates
         for server in self.store.servers():
-            resyncs.append(self._sync_server(server, now))
+            resyncs.append(self._sync_server(server, now, world))
         self.passes_completed += 1
         changed, self._changed = self._changed, gevent.event.Event()
         changed.set()
@@ -261,10 +262,10 @@ class Reconciler:
                 self.services[key] = observed
                 self.service_owner[key] = owner
 
-    def _sync_server(self, server: dict[str, Any], now: datetime) -> float:
+    def _sync_server(self, server: dict[str, Any], now: datetime, world: Mapping[str, list[dict[str, Any]]]) -> float:
         key = mc.object_key(server)
         rules = hooks.customize_server(mc.customize_request(mc.SERVER_CONTROLLER, server)).get("relatedResources")
-        related = mc.select_related(rules or [], self._world())
+        related = mc.select_related(rules or [], world)
         request = mc.sync_request(mc.SERVER_CONTROLLER, server, {}, related)
         response = hooks.sync_server(request, now)
         before = _phase_of(server)

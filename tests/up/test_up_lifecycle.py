@@ -10,7 +10,7 @@ import json
 import threading
 from pathlib import Path
 
-from tests.support import ROOT
+from tests.support import ROOT, free_port
 from tests.up.running import GUARD, call_tool, nmcp_up, pool, time_server, wait_for, write
 
 
@@ -160,3 +160,22 @@ def test_isolated_sessions_get_processes_of_their_own_that_end_with_them(tmp_pat
         assert log.count("nmcp.server.mcp-own-session: [nmcp] process") == started
         time_processes = [p for p in up.processes() if "mcp-server-time" in _cmdline(p)]
         assert len(time_processes) == 1  # the Pod's own process, holding the server's place in its pool
+
+
+def test_an_http_server_is_ready_once_its_port_accepts_connections_and_is_served_through_it(tmp_path: Path) -> None:
+    port = free_port()
+    write(tmp_path, "servers.yaml", pool(), f"""
+        apiVersion: nmcp.nwrx.io/v1
+        kind: MCPServer
+        metadata: {{name: web}}
+        spec:
+          command: [npx, --no-install, mcp-server-everything]
+          args: [streamableHttp]
+          env: [{{name: PORT, value: "{port}"}}]
+          transport: {{type: streamable-http, port: {port}}}
+        """)
+    with nmcp_up(tmp_path, log_path=tmp_path / "up.log", cwd=ROOT) as up:
+        echoed = call_tool(up.mcp_url("web"), "echo", {"message": "over HTTP"})
+        assert "over HTTP" in echoed.content[0].text
+        state = up.server("web")
+        assert (state["phase"], state["transport"]["type"]) == ("Ready", "streamable-http")
