@@ -106,11 +106,11 @@ class Unreachable(KubeError):
     http_status = 503
 
 
-class KubeForbidden(Forbidden):
-    """403, with the access that was refused."""
+class KubeForbidden(Forbidden, KubeError):
+    """403, with the access that was refused (a `Forbidden` to the gateway, a KubeError here)."""
 
     def __init__(self, message: str, access: Access) -> None:
-        super().__init__(message, reason="Forbidden")
+        KubeError.__init__(self, message, reason="Forbidden", status=403)
         self.access = access
 
 

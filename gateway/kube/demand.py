@@ -31,8 +31,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.kube.client import KubeError, NotFound
-from gateway.runtime import ServerRef
+from gateway.kube.client import NotFound
+from gateway.runtime import RuntimeError_, ServerRef
 from nmcp.resources import (
     ANN_LAST_ACTIVE_AT,
     ANN_REQUESTED_AT,
@@ -254,7 +254,7 @@ class DemandWriter:
                     if raise_errors:
                         raise
                     return
-                except KubeError as err:
+                except RuntimeError_ as err:  # API errors, Forbidden included
                     self.stats.failures += 1
                     log.warning("%s: writing %s failed: %s", ref, ", ".join(plan.annotations), err.message)
                     self._schedule(entry, self.policy.retry)
