@@ -59,8 +59,8 @@ def up(*, paths: tuple[str, ...], bind: str, log_format: str, namespace: str, re
 
     Manifests are re-read when files under PATHS are added, edited or removed (see
     --reload-interval): a new server appears Idle, an edited one runs its new spec (a running
-    process is replaced), a removed one is
-    stopped. SIGHUP restarts the gateway worker: everything is reloaded, running servers stop.
+    process is replaced), a removed one is stopped. SIGHUP restarts the gateway worker:
+    everything is reloaded, running servers stop.
 
     Nothing is kept across restarts: every server starts Idle. Ctrl-C stops every server process.
     """
