@@ -22,6 +22,7 @@ has one (a Streamable HTTP POST answered with SSE); the rest go to the session's
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import secrets
@@ -47,6 +48,7 @@ UPSTREAM_PROTOCOL_VERSION = "2025-11-25"
 HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 MODERN_VERSIONS = ("2026-07-28",)
 UPSTREAM_CAPABILITIES = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": True}}
+PARKED_TIMEOUT = 300.0  # how long a 2026 request asking for input waits for the client's retry
 MAIN_BACKLOG = 1000  # messages kept for a Streamable HTTP session while its GET stream is not open
 
 _seq = itertools.count(1)
@@ -73,6 +75,11 @@ class Session:
         self.capabilities: frozenset[str] = frozenset()
         self.protocol_version = ""
         self.modern_method = ""  # the one request of a stateless (2026-07-28) session
+        self.modern_request_id: RequestId | None = None  # ... and its id (changes when the client retries)
+        # Server-to-client requests handed to a stateless client as an InputRequiredResult, by the
+        # key they have there; the session waits (parked) for the client's retry that answers them.
+        self.awaiting_input: dict[str, RequestId] = {}
+        self.unsent_input: list[Message] = []  # arrived while parked: go out with the next round
         self.client_info: dict[str, Any] = {}
         self.closed = False
         self.last_active = next(_seq)
@@ -101,8 +108,20 @@ class Session:
     def deliver(self, message: Message, related: RequestId | None = None) -> None:
         if self.closed:
             return
-        if self.transport == "stateless" and routing.kind(message) == "response":
-            message = routing.modern_response(self.modern_method, message)
+        if self.transport == "stateless":
+            what = routing.kind(message)
+            if what == "response":
+                message = routing.modern_response(self.modern_method, message)
+            elif what == "request":  # 2026-07-28 has no server-to-client requests: ask for input instead
+                if self.modern_request_id not in self.streams:
+                    self.unsent_input.append(message)  # the client is between two rounds
+                    return
+                key = f"input-{len(self.awaiting_input) + 1}"
+                self.awaiting_input[key] = message["id"]
+                message, related = routing.input_required(self.modern_request_id, key, message, self.id), \
+                    self.modern_request_id
+            elif what == "notification" and message.get("method") == "notifications/cancelled":
+                return  # what it cancels never reached the client as a request
         stream = self.streams.get(related) if related is not None else None
         if stream is not None:
             stream.put(message)
@@ -248,6 +267,34 @@ class Bridge:
         except ConnectionError as err:
             self.pending.pop(upstream_id, None)
             session.deliver(routing.error(request_id, routing.CONNECTION_CLOSED, f"{self.ref}: {err}"), request_id)
+
+    def resume(self, session: Session, message: Message) -> None:
+        """A stateless client's retry carrying `inputResponses`: answer the server's requests with them.
+
+        The original request is still in flight upstream; from now on it answers this retry's id.
+        """
+        session.touch()
+        request_id = message["id"]
+        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        responses = params.get("inputResponses") if isinstance(params.get("inputResponses"), dict) else {}
+        session.modern_request_id = request_id
+        for upstream_id, pending in list(self.pending.items()):
+            if pending.session == session.id:
+                self.pending[upstream_id] = dataclasses.replace(pending, client_id=request_id)
+        up = self._upstream if self.running else None
+        for key, server_request_id in list(session.awaiting_input.items()):
+            self.server_requests.pop(server_request_id, None)
+            answer = responses.get(key)
+            self._send(up, routing.result(server_request_id, answer) if isinstance(answer, dict) else
+                       routing.error(server_request_id, routing.INVALID_PARAMS, f"the client sent no input for {key}"))
+        session.awaiting_input.clear()
+        if not any(p.session == session.id for p in self.pending.values()):
+            session.deliver(routing.error(request_id, routing.CONNECTION_CLOSED,
+                                          f"the server {self.ref} exited before answering"), request_id)
+            return
+        unsent, session.unsent_input = session.unsent_input, []
+        for server_request in unsent:
+            session.deliver(server_request, request_id)
 
     def _answer_subscription(self, session: Session, request_id: RequestId, method: str, uri: str) -> bool:
         """Keep one upstream subscription per uri; True when the gateway answered the client itself."""
@@ -465,6 +512,7 @@ class Hub:
         self.http_settings = http_settings
         self.sessions: dict[str, Session] = {}
         self.bridges: dict[tuple[ServerRef, str | None], Bridge] = {}
+        self.parked: dict[str, Session] = {}  # stateless sessions waiting for a retry, by requestState
 
     def open(self, ref: ServerRef, transport: str, isolation: str = "shared") -> Session:
         """A new session on the server's bridge (its own bridge under `isolation: session`)."""
@@ -483,9 +531,17 @@ class Hub:
     def get(self, session_id: str) -> Session | None:
         return self.sessions.get(session_id)
 
+    def park(self, session: Session) -> None:
+        """Keep a stateless session whose request waits for the client's input (requestState = its id)."""
+        self.parked[session.id] = session
+
+    def unpark(self, request_state: str) -> Session | None:
+        return self.parked.pop(request_state, None)
+
     def close(self, session: Session) -> None:
         """End a session: wake its streams, detach it from its bridge."""
         self.sessions.pop(session.id, None)
+        self.parked.pop(session.id, None)
         session.end()
         bridge = session.bridge
         if bridge is not None:
@@ -499,8 +555,9 @@ class Hub:
         stale = [s for s in self.sessions.values()
                  if s.transport == "streamable-http" and not s.main_attached and not s.streams
                  and now - s.touched_at > idle_seconds]
+        stale += [s for s in self.parked.values() if now - s.touched_at > PARKED_TIMEOUT]
         for session in stale:
-            log.info("session %s on %s expired after %.0fs idle", session.id, session.ref, idle_seconds)
+            log.info("session %s on %s expired after %.0fs idle", session.id, session.ref, now - session.touched_at)
             self.close(session)
         return len(stale)
 

@@ -92,6 +92,7 @@ class ServerProcess:
         self._log = logging.getLogger(f"nmcp.server.{name}")
         self._write_lock = gevent.lock.Semaphore()
         self._stopping = False
+        self._eof = False  # stdout ended: the server can no longer answer
         self._proc = subprocess.Popen(
             [*command, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=_spawn_env(env), cwd=cwd, close_fds=True, start_new_session=True,
@@ -124,8 +125,10 @@ class ServerProcess:
         try:
             line = stdout.readline()
         except (OSError, ValueError):
+            self._eof = True
             return None
         if not line:
+            self._eof = True
             return None
         return line.rstrip(b"\r\n") if line.endswith(b"\n") else line
 
@@ -138,7 +141,8 @@ class ServerProcess:
         return self._proc.poll()
 
     def alive(self) -> bool:
-        return self._proc.poll() is None
+        """Running, with its stdout open. (Its stdout can end before the loop has seen it exit.)"""
+        return not self._eof and self._proc.poll() is None
 
     def wait(self, timeout: float | None = None) -> int | None:
         """The exit status once the process has ended (and been reaped); None on timeout."""
@@ -155,7 +159,7 @@ class ServerProcess:
             if self._proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     self._proc.stdin.close()
-            if self.alive():
+            if self._proc.poll() is None:
                 self._signal(signal.SIGTERM)
         code = self.wait(grace)
         if code is None:

@@ -225,6 +225,17 @@ def modern_response(method: str, message: Message) -> Message:
     return {**message, "result": {**defaults, **value}}
 
 
+def input_required(request_id: RequestId | None, key: str, server_request: Message, state: str) -> Message:
+    """A server-to-client request turned into the 2026-07-28 answer that asks the client for input.
+
+    The client fulfils `inputRequests` and retries its request with `inputResponses` (same keys)
+    and `requestState` echoed, which names the parked request in the gateway.
+    """
+    embedded = {"method": server_request["method"], "params": server_request.get("params") or {}}
+    return result(request_id if request_id is not None else "", {
+        "resultType": "input_required", "inputRequests": {key: embedded}, "requestState": state})
+
+
 # The params key each 2026-07-28 method mirrors in the `Mcp-Name` header.
 NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 

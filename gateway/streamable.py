@@ -9,7 +9,10 @@ time: 409 for a second); DELETE ends the session.
 Stateless (2026-07-28): a request without a session whose `MCP-Protocol-Version` header (or
 `_meta` protocol version) is a modern revision is served on its own, with the capabilities its
 `_meta` declares; `server/discover` is answered from the upstream's cached initialize result.
-Closing the response stream cancels the request upstream.
+Closing the response stream cancels the request upstream. A server-to-client request
+(sampling, elicitation, roots) made while such a request runs becomes its answer, an
+`InputRequiredResult`; the client's retry with `inputResponses` and the echoed `requestState`
+answers the server and then receives the original request's result (multi round-trip requests).
 
 A request is answered as plain JSON when its answer is ready within the keep-alive interval and
 nothing else (progress, a sampling request) came first; otherwise the response becomes an SSE
@@ -131,6 +134,15 @@ def post(name: str, namespace: str | None = None) -> Response:
                 response = jsonify(rejection)
                 response.status_code = 400
                 return response
+            params = message.get("params") if isinstance(message.get("params"), dict) else {}
+            if params.get("requestState") is not None:  # a retry answering an InputRequiredResult
+                session = gw.hub.unpark(str(params["requestState"]))
+                if session is None or session.ref != ref:
+                    response = jsonify(routing.error(message["id"], routing.INVALID_PARAMS,
+                                                     "unknown or expired requestState; send the request anew"))
+                    response.status_code = 400
+                    return response
+                return _answer(session, message, new_session=False, resume=True)
             session = gw.hub.open(ref, "stateless", gw.runtime.get(ref).server.isolation)
             _adopt_modern(session, message, modern)
         else:
@@ -148,13 +160,14 @@ def post(name: str, namespace: str | None = None) -> Response:
 def _adopt_modern(session: Session, message: dict[str, Any], version: str) -> None:
     session.protocol_version = version
     session.modern_method = str(message.get("method"))
-    # 2026-07-28 replaced server-to-client requests by multi round-trip results, which this
-    # gateway does not produce: declare nothing, so such a request is refused upstream at once
-    # instead of waiting for an answer the client will never send.
-    session.capabilities = frozenset()
+    params = message.get("params") if isinstance(message.get("params"), dict) else {}
+    meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+    session.modern_request_id = message["id"]
+    # What the client can answer (sampling, elicitation, roots) comes back as InputRequiredResult.
+    session.capabilities = routing.client_capabilities(meta.get(f"{routing.MODERN_META_PREFIX}clientCapabilities"))
 
 
-def _answer(session: Session, message: dict[str, Any], new_session: bool) -> Response:
+def _answer(session: Session, message: dict[str, Any], new_session: bool, resume: bool = False) -> Response:
     gw = gateway()
     hub = gw.hub
     request_id = message["id"]
@@ -168,7 +181,9 @@ def _answer(session: Session, message: dict[str, Any], new_session: bool) -> Res
                                   "Not Acceptable: accept application/json or text/event-stream", "not_acceptable")
     queue = session.open_stream(request_id)
     watcher = watch_disconnect(request.environ, lambda: queue.put(GONE))
-    gevent.spawn(session.bridge.handle, session, message)  # may wait for a cold start
+    bridge = session.bridge
+    assert bridge is not None
+    gevent.spawn(bridge.resume if resume else bridge.handle, session, message)  # may wait for a cold start
     window = gw.config.keepalive if can_json else 0.0
     first: Any = None
     try:
@@ -241,7 +256,9 @@ def _stream(session: Session, request_id: Any, queue: gevent.queue.Queue, first:
 def _finish(session: Session, request_id: Any, answered: bool, hub: Hub) -> None:
     """The request's stream is over; a stateless request ends its session (cancelling it if unanswered)."""
     session.close_stream(request_id)
-    if session.transport == "stateless":
+    if session.transport == "stateless" and session.awaiting_input and answered:
+        hub.park(session)  # its request goes on upstream; the client's retry brings the input
+    elif session.transport == "stateless":
         hub.close(session)  # detaching cancels the request upstream when it is still in flight
     elif not answered:
         log.debug("session %s: the stream of request %r closed before its answer", session.id, request_id)

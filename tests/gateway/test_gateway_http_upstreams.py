@@ -9,7 +9,7 @@ import anyio
 import pytest
 from mcp_types import CreateMessageResult, TextContent
 
-from tests.gateway.clients import GATEWAY_TARGETS, HTTP, SSE, Target, connect
+from tests.gateway.clients import GATEWAY_TARGETS, Target, connect
 from tests.gateway.conftest import Gateway
 from tests.gateway.test_gateway_sdk import assert_everything, exercise_everything, text_of
 
@@ -46,7 +46,7 @@ def test_progress_from_an_http_server(gateway: Gateway, target: Target, server: 
 
 
 @pytest.mark.parametrize("server", SERVERS)
-@pytest.mark.parametrize("target", [SSE, HTTP], ids=["sse", "http"])
+@pytest.mark.parametrize("target", GATEWAY_TARGETS, ids=[t.via for t in GATEWAY_TARGETS])
 def test_sampling_through_an_http_server(gateway: Gateway, target: Target, server: str) -> None:
     async def sampling(_context: Any, _params: Any) -> CreateMessageResult:
         return CreateMessageResult(role="assistant", content=TextContent(type="text", text="forty-two"), model="t")

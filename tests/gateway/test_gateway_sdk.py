@@ -10,7 +10,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_types import CreateMessageResult, ElicitResult, TextContent
 
-from tests.gateway.clients import ALL_TARGETS, DIRECT, HTTP, MODERN, SSE, Target, connect
+from tests.gateway.clients import ALL_TARGETS, HTTP, MODERN, SSE, Target, connect
 from tests.gateway.conftest import Gateway
 
 ids = [t.via for t in ALL_TARGETS]
@@ -69,7 +69,7 @@ def test_progress_notifications_reach_the_caller(gateway: Gateway, target: Targe
     assert progress == [(1, 4, "tick 1"), (2, 4, "tick 2"), (3, 4, "tick 3"), (4, 4, "tick 4")]
 
 
-@pytest.mark.parametrize("target", [DIRECT, SSE, HTTP], ids=["direct", "sse", "http"])
+@pytest.mark.parametrize("target", ALL_TARGETS, ids=ids)
 def test_a_sampling_request_is_answered_by_the_client(gateway: Gateway, target: Target) -> None:
     questions: list[str] = []
 
@@ -86,7 +86,7 @@ def test_a_sampling_request_is_answered_by_the_client(gateway: Gateway, target: 
     assert "forty-two" in answer
 
 
-@pytest.mark.parametrize("target", [DIRECT, SSE, HTTP], ids=["direct", "sse", "http"])
+@pytest.mark.parametrize("target", ALL_TARGETS, ids=ids)
 def test_an_elicitation_request_is_answered_by_the_client(gateway: Gateway, target: Target) -> None:
     asked: list[str] = []
 
