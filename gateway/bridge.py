@@ -380,6 +380,13 @@ class Bridge:
         self._internal.clear()
 
     # -- the upstream ----------------------------------------------------------------------------
+    def warm(self) -> None:
+        """Start the server ahead of the first request (a client connecting is demand too)."""
+        try:
+            self.ensure_upstream()
+        except RuntimeError_ as err:
+            log.info("%s: %s", self.ref, err)  # the client's first request gets the same error
+
     def ensure_upstream(self) -> Upstream:
         """The initialized upstream, starting the server first if it is not running."""
         up = self._upstream
@@ -392,7 +399,16 @@ class Bridge:
             if self.closed:
                 raise StartFailed(f"{self.ref}: the session ended", reason="SessionEnded")
             self._initialized = False
-            up = self._start()
+            try:
+                up = self._start()
+            except RuntimeError_:
+                raise
+            except Exception as err:  # whatever went wrong, the client gets an answer, not a hang
+                log.exception("%s: starting the upstream failed", self.ref)
+                half_started, self._upstream = self._upstream, None
+                if half_started is not None:
+                    half_started.close()  # never two readers on one server's stdout
+                raise StartFailed(f"{self.ref}: cannot reach the server: {err}", reason="UpstreamError") from err
             if self.closed:  # the (isolated) session ended while its server started
                 up.close()
                 raise StartFailed(f"{self.ref}: the session ended", reason="SessionEnded")

@@ -43,6 +43,8 @@ def open_stream(name: str, namespace: str | None = None) -> Response:
     server = gw.runtime.get(ref).server
     session = gw.hub.open(ref, "sse", server.isolation)
     session.main_attached = True
+    assert session.bridge is not None
+    gevent.spawn(session.bridge.warm)  # the cold start begins while the client reads the endpoint
     endpoint = f"{request.script_root}{request.path.rsplit('/', 1)[0]}/message?sessionId={session.id}"
     keepalive = gw.config.keepalive
     gw.metrics.inc("nmcp_gateway_sessions_opened_total", transport="sse", server=str(ref))
