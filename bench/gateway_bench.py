@@ -44,9 +44,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", default="1,16,64", help="concurrencies, comma-separated (default 1,16,64)")
-    parser.add_argument("--calls", type=int, default=400,
-                        help="calls per cell and round, split evenly over the sessions (default 400)")
-    parser.add_argument("--warmup", type=int, default=5, help="warm-up calls per session (default 5)")
+    parser.add_argument("--calls", type=int, default=300,
+                        help="calls per cell and round, split evenly over the sessions (default 300)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="warm-up calls per session (default 2; the SDK lists tools on the first)")
     parser.add_argument("--rounds", type=int, default=2, help="repeat every cell, order reversed (default 2)")
     parser.add_argument("--cold-starts", type=int, default=5, help="cold-start samples per way (default 5)")
     parser.add_argument("--targets", default=",".join(t.key for t in targets.ALL_TARGETS),

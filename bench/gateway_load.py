@@ -44,7 +44,7 @@ class LoadPlan:
 
     sessions: int
     calls_per_session: int
-    warmup_calls: int = 5
+    warmup_calls: int = 2
     call_timeout: float = 15.0
     connect_timeout: float = 120.0
 
