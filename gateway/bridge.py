@@ -533,7 +533,8 @@ class Hub:
     def open(self, ref: ServerRef, transport: str, isolation: str = "shared") -> Session:
         """A new session on the server's bridge (its own bridge under `isolation: session`)."""
         session = Session(new_session_id(), ref, transport)
-        key = (ref, session.id if isolation == "session" else None)
+        isolated = isolation == "session" and getattr(self.runtime, "isolates_sessions", False)
+        key = (ref, session.id if isolated else None)
         bridge = self.bridges.get(key)
         if bridge is None:
             bridge = Bridge(self.runtime, ref, session_key=key[1], start_timeout=self.start_timeout,

@@ -107,6 +107,11 @@ class HttpEndpoint:
 
 
 class Runtime(Protocol):
+    # True when `connect(ref, session)` starts a process of the session's own (`isolation:
+    # session`). The gateway reads it with getattr(..., False): a runtime without it serves every
+    # session of such a server from its one upstream, never from several attaches to one process.
+    isolates_sessions: bool
+
     def list_servers(self) -> list[ServerState]:
         """Every server this gateway serves."""
 

@@ -106,6 +106,8 @@ class _Entry:
 class LocalRuntime:
     """Servers as local child processes (see the module docstring)."""
 
+    isolates_sessions = True
+
     def __init__(self, servers: Iterable[Server], *, stop_grace: float = 5.0, log_lines: int = 1000) -> None:
         self.stop_grace = stop_grace
         self._entries = {ServerRef(s.namespace, s.name): _Entry(s, LogBuffer(log_lines)) for s in servers}

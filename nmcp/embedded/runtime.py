@@ -74,6 +74,8 @@ def _ready_condition(status: dict[str, Any]) -> dict[str, Any]:
 class EmbeddedRuntime:
     """Servers of `nmcp up` (see the module docstring)."""
 
+    isolates_sessions = True  # connect(ref, session) starts the session's own process (gateway.runtime)
+
     def __init__(self, reconciler: Reconciler) -> None:
         self.loop = reconciler
 
