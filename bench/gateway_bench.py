@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,34 @@ def selected_targets(keys: str) -> list[targets.Target]:
         raise SystemExit(f"unknown target(s): {', '.join(sorted(unknown))}; "
                          f"known: {', '.join(t.key for t in targets.ALL_TARGETS)}")
     return [t for t in targets.ALL_TARGETS if t.key in wanted]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measured run: a target at a concurrency, in a round."""
+
+    round_no: int
+    sessions: int
+    target: targets.Target
+
+
+def schedule(chosen: Sequence[targets.Target], levels: Sequence[int], rounds: int) -> tuple[list[Cell], dict[str, str]]:
+    """The cells in the order they run, and those left out with the reason.
+
+    Every round runs every concurrency; within one, the targets run in turn, in reverse order on
+    odd rounds, so drift on the shared machine falls on all of them alike.
+    """
+    cells: list[Cell] = []
+    skipped: dict[str, str] = {}
+    for round_no in range(rounds):
+        order = chosen if round_no % 2 == 0 else chosen[::-1]
+        for sessions in levels:
+            for target in order:
+                if target.max_sessions is not None and sessions > target.max_sessions:
+                    skipped[f"{target.key} at {sessions} sessions"] = target.beyond_max
+                else:
+                    cells.append(Cell(round_no, sessions, target))
+    return cells, skipped
 
 
 def measure_cold_start(runs: int, direct: Connect,
@@ -162,6 +190,26 @@ def start_targets(stack: contextlib.ExitStack, chosen: list[targets.Target], *, 
     return connects, unavailable, gateway_base
 
 
+def cell_records(chosen: Sequence[targets.Target], levels: Sequence[int],
+                 runs: dict[tuple[str, int], list[Samples]]) -> list[dict[str, Any]]:
+    """Each measured target and concurrency as the JSON record the report reads."""
+    records = []
+    for order, target in enumerate(chosen):
+        for sessions in levels:
+            rounds = runs.get((target.key, sessions))
+            if rounds:
+                records.append({
+                    "target": target.key, "group": target.group, "label": target.label,
+                    "sessions_share": target.sessions_share, "sessions": sessions, "order": order,
+                    "figures": asdict(summarise(rounds)),
+                    "rounds": [{"calls": len(s.latencies), "errors": dict(s.errors), "window_s": s.window,
+                                "cell_s": s.seconds,
+                                "calls_per_s": len(s.latencies) / s.window if s.window else None}
+                               for s in rounds],
+                })
+    return records
+
+
 def git_commit() -> str:
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=targets.ROOT, capture_output=True, text=True,
                           check=False)
@@ -204,40 +252,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         cold, gateway_problem = measure_cold_start(args.cold_starts, direct, gateway_base)
         if gateway_problem:
             unavailable.setdefault("nmcp gateway cold start", gateway_problem)
-        live = [t for t in chosen if t.key in connects]
-        for round_no in range(args.rounds):
-            order = live if round_no % 2 == 0 else live[::-1]
-            for sessions in levels:
-                per_session = math.ceil(args.calls / sessions)
-                load = LoadPlan(sessions=sessions, calls_per_session=per_session, warmup_calls=args.warmup)
-                for target in order:
-                    if target.max_sessions is not None and sessions > target.max_sessions:
-                        unavailable[f"{target.key} at {sessions} sessions"] = target.beyond_max
-                        continue
-                    print(f"round {round_no + 1}/{args.rounds}: {target.key} x{sessions} ...",
-                          file=sys.stderr, flush=True)
-                    tag = f"{target.key}/{sessions}/{round_no}"
-                    cell_began = time.monotonic()
-                    samples = anyio.run(run_cell, connects[target.key], load, tag)
-                    samples.seconds = time.monotonic() - cell_began
-                    runs.setdefault((target.key, sessions), []).append(samples)
+        cells, skipped = schedule([t for t in chosen if t.key in connects], levels, args.rounds)
+        unavailable.update(skipped)
+        for cell in cells:
+            print(f"round {cell.round_no + 1}/{args.rounds}: {cell.target.key} x{cell.sessions} ...",
+                  file=sys.stderr, flush=True)
+            load = LoadPlan(sessions=cell.sessions, calls_per_session=math.ceil(args.calls / cell.sessions),
+                            warmup_calls=args.warmup)
+            cell_began = time.monotonic()
+            samples = anyio.run(run_cell, connects[cell.target.key], load, f"{cell.target.key}/{cell.sessions}/"
+                                f"{cell.round_no}")
+            samples.seconds = time.monotonic() - cell_began
+            runs.setdefault((cell.target.key, cell.sessions), []).append(samples)
     meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     meta["seconds"] = round(time.monotonic() - began, 1)
-    cells = []
-    for order, target in enumerate(chosen):
-        for sessions in levels:
-            samples_list = runs.get((target.key, sessions))
-            if not samples_list:
-                continue
-            cells.append({
-                "target": target.key, "group": target.group, "label": target.label,
-                "sessions_share": target.sessions_share, "sessions": sessions, "order": order,
-                "figures": asdict(summarise(samples_list)),
-                "rounds": [{"calls": len(s.latencies), "errors": dict(s.errors), "window_s": s.window,
-                            "cell_s": s.seconds, "calls_per_s": len(s.latencies) / s.window if s.window else None}
-                           for s in samples_list],
-            })
-    result = {"meta": meta, "plan": plan, "cells": with_ratios(cells), "cold_start": cold,
+    result = {"meta": meta, "plan": plan, "cells": with_ratios(cell_records(chosen, levels, runs)), "cold_start": cold,
               "cold_start_summary": cold_start_summary(cold), "unavailable": unavailable}
     text = markdown(result)
     args.out.mkdir(parents=True, exist_ok=True)
