@@ -11,6 +11,7 @@ import pytest
 from gateway.kube.client import KubeClient
 from gateway.kube.config import from_kubeconfig
 from gateway.runtimes.kubernetes import KubernetesRuntime, KubeSettings
+from tests.kube.kube_cluster import Cluster, make_kubelet, render_gateway_rbac
 from tests.support.kubeapi import KubeAPI, kube_api  # noqa: F401  (kube_api is a fixture, registered by import)
 
 RuntimeFactory = Callable[..., KubernetesRuntime]
@@ -45,3 +46,28 @@ def make_runtime(kube: KubeAPI, tmp_path: Path) -> Iterator[RuntimeFactory]:
     yield make
     for runtime in made:
         runtime.close()
+
+
+@pytest.fixture
+def cluster(kube: KubeAPI) -> Iterator[Cluster]:
+    """A fake kubelet (v5 and v4 channel protocols) behind a Node of the API server."""
+    yield from make_kubelet(kube, ("v5.channel.k8s.io", "v4.channel.k8s.io"))
+
+
+@pytest.fixture
+def cluster_v4(kube: KubeAPI) -> Iterator[Cluster]:
+    """A kubelet of the API server's own era (1.20): v4 only."""
+    yield from make_kubelet(kube, ("v4.channel.k8s.io",))
+
+
+@pytest.fixture
+def gateway_kubeconfig(kube: KubeAPI, ns: str, tmp_path: Path) -> Path:
+    """A kubeconfig holding a token of the chart's gateway ServiceAccount, bound to the chart's Role in `ns`."""
+    release_ns = kube.create_namespace("release")
+    docs = render_gateway_rbac(release_ns, [ns], tmp_path)
+    kinds = sorted(doc["kind"] for doc in docs)
+    assert kinds == ["Role", "RoleBinding", "ServiceAccount"], kinds
+    kube.apply(docs)
+    (account,) = [doc for doc in docs if doc["kind"] == "ServiceAccount"]
+    token = kube.service_account_token(release_ns, account["metadata"]["name"])
+    return kube.write_kubeconfig(tmp_path / "gateway.kubeconfig", token=token)

@@ -7,117 +7,24 @@ kubelet (tests/kube/fakekubelet.py), exactly as it would to a real one.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
-
 import pytest
 
 from gateway.kube.attach import AttachConnection
 from gateway.runtime import ServerRef
 from gateway.runtimes.kubernetes import KubernetesRuntime
-from nmcp.naming import child_name
 from tests.kube.conftest import RuntimeFactory
-from tests.kube.fakekubelet import FakeKubelet
-from tests.kube.kube_objects import eventually, mcpserver, set_status
-from tests.support import VENV_BIN
-from tests.support.kubeapi import KubeAPI
+from tests.kube.kube_cluster import (
+    Cluster,
+    call,
+    current_time,
+    initialize,
+    patch_pod_status,
+    pod_status,
+    run_server,
+)
+from tests.kube.kube_objects import eventually, set_status
 
 pytestmark = pytest.mark.kube
-
-SERVER_ARGV = ["sh", "-c", f"echo 'time server starting' >&2; exec {VENV_BIN / 'mcp-server-time'}"]
-
-
-@dataclass
-class Cluster:
-    kube: KubeAPI
-    kubelet: FakeKubelet
-    node: str
-
-
-def make_kubelet(kube: KubeAPI, protocols: tuple[str, ...]) -> Iterator[Cluster]:
-    cert, key = kube.serving_certificate("kubelet")
-    kubelet = FakeKubelet(cert, key, protocols)
-    node = f"fake-node-{kubelet.port}"
-    session = kube.session()
-    resp = session.post(f"{kube.base_url}/api/v1/nodes", json={"metadata": {"name": node}}, timeout=10)
-    resp.raise_for_status()
-    status = {"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                         "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet.port}}}}
-    session.patch(f"{kube.base_url}/api/v1/nodes/{node}/status", data=json.dumps(status),
-                  headers={"Content-Type": "application/merge-patch+json"}, timeout=10).raise_for_status()
-    try:
-        yield Cluster(kube, kubelet, node)
-    finally:
-        kubelet.close()
-        session.delete(f"{kube.base_url}/api/v1/nodes/{node}", timeout=10)
-
-
-@pytest.fixture
-def cluster(kube: KubeAPI) -> Iterator[Cluster]:
-    yield from make_kubelet(kube, ("v5.channel.k8s.io", "v4.channel.k8s.io"))
-
-
-@pytest.fixture
-def cluster_v4(kube: KubeAPI) -> Iterator[Cluster]:
-    """A kubelet of the API server's own era (1.20): v4 only."""
-    yield from make_kubelet(kube, ("v4.channel.k8s.io",))
-
-
-def pod_status(restarts: int = 0) -> dict[str, Any]:
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}], "containerStatuses": [
-        {"name": "server", "ready": True, "restartCount": restarts, "image": "mcp/time:1", "imageID": "mcp/time@sha",
-         "state": {"running": {"startedAt": now}}}]}
-
-
-def run_server(cluster: Cluster, ns: str, name: str = "time") -> str:
-    """An MCPServer that is Ready, its Pod 'running' on the fake kubelet: what the hooks and a kubelet make."""
-    kube = cluster.kube
-    pod = child_name(name)
-    kube.apply(mcpserver(name), namespace=ns)
-    kube.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "labels": {"nmcp.nwrx.io/server": name}},
-                "spec": {"nodeName": cluster.node,
-                         "containers": [{"name": "server", "image": "mcp/time:1", "stdin": True}]}}, namespace=ns)
-    patch_pod_status(kube, ns, pod, pod_status())
-    cluster.kubelet.add(ns, pod, SERVER_ARGV)
-    set_status(kube, ns, name, phase="Ready", podName=pod)
-    return pod
-
-
-def patch_pod_status(kube: KubeAPI, ns: str, pod: str, status: dict[str, Any]) -> None:
-    kube.session().patch(f"{kube.base_url}/api/v1/namespaces/{ns}/pods/{pod}/status",
-                         data=json.dumps({"status": status}), headers={"Content-Type": "application/merge-patch+json"},
-                         timeout=10).raise_for_status()
-
-
-def call(conn: AttachConnection, ident: int, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One JSON-RPC request over the attach; the answer with the same id (notifications skipped)."""
-    message: dict[str, Any] = {"jsonrpc": "2.0", "id": ident, "method": method}
-    if params is not None:
-        message["params"] = params
-    conn.send(json.dumps(message).encode())
-    while True:
-        line = conn.receive()
-        assert line is not None, f"the attach ended: {conn.ended}"
-        answer = json.loads(line)
-        if answer.get("id") == ident:
-            return answer
-
-
-def initialize(conn: AttachConnection) -> dict[str, Any]:
-    answer = call(conn, 1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
-                                          "clientInfo": {"name": "nmcp-test", "version": "1"}})
-    conn.send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}).encode())
-    return answer
-
-
-def current_time(conn: AttachConnection, ident: int) -> str:
-    answer = call(conn, ident, "tools/call", {"name": "get_current_time", "arguments": {"timezone": "UTC"}})
-    assert "result" in answer, answer
-    return answer["result"]["content"][0]["text"]
 
 
 def ready_runtime(make_runtime: RuntimeFactory, ns: str) -> tuple[KubernetesRuntime, ServerRef]:

@@ -3,59 +3,19 @@ everything the runtime does works with it, and a missing permission is named in 
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from gateway.kube.attach import AttachConnection
 from gateway.runtime import Forbidden
 from nmcp.resources import ANN_REQUESTED_AT
 from tests.kube.conftest import RuntimeFactory
+from tests.kube.kube_cluster import Cluster, initialize, render_gateway_rbac, run_server
 from tests.kube.kube_objects import annotations, mcpserver
-from tests.kube.test_kube_attach import Cluster, initialize, make_kubelet, run_server
-from tests.support import NODE_BIN, ROOT
 from tests.support.kubeapi import KubeAPI
 
 pytestmark = pytest.mark.kube
-
-GATEWAY_RBAC = ("templates/gateway-serviceaccount.yaml", "templates/gateway-role.yaml",
-                "templates/gateway-rolebinding.yaml")
-
-
-def render_gateway_rbac(release_ns: str, served: list[str], tmp: Path) -> list[dict[str, Any]]:
-    """The gateway's ServiceAccount, Roles and RoleBindings exactly as the chart renders them."""
-    env = dict(os.environ, HELM_CACHE_HOME=str(tmp), HELM_CONFIG_HOME=str(tmp), HELM_DATA_HOME=str(tmp))
-    args = [str(NODE_BIN / "helm"), "template", "nmcp", str(ROOT / "helm" / "nmcp"), "--namespace", release_ns]
-    for i, namespace in enumerate(served):
-        args += ["--set", f"gateway.namespaces[{i}]={namespace}"]
-    for template in GATEWAY_RBAC:
-        args += ["--show-only", template]
-    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
-
-
-@pytest.fixture
-def cluster(kube: KubeAPI) -> Iterator[Cluster]:
-    yield from make_kubelet(kube, ("v5.channel.k8s.io", "v4.channel.k8s.io"))
-
-
-@pytest.fixture
-def gateway_kubeconfig(kube: KubeAPI, ns: str, tmp_path: Path) -> Path:
-    """A kubeconfig holding a token of the chart's gateway ServiceAccount, bound to the chart's Role in `ns`."""
-    release_ns = kube.create_namespace("release")
-    docs = render_gateway_rbac(release_ns, [ns], tmp_path)
-    kinds = sorted(doc["kind"] for doc in docs)
-    assert kinds == ["Role", "RoleBinding", "ServiceAccount"], kinds
-    kube.apply(docs)
-    (account,) = [doc for doc in docs if doc["kind"] == "ServiceAccount"]
-    token = kube.service_account_token(release_ns, account["metadata"]["name"])
-    return kube.write_kubeconfig(tmp_path / "gateway.kubeconfig", token=token)
-
 
 def test_the_charts_gateway_role_is_enough(cluster: Cluster, ns: str, gateway_kubeconfig: Path,
                                            make_runtime: RuntimeFactory) -> None:

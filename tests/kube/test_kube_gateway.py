@@ -1,0 +1,88 @@
+"""End to end: `gunicorn gateway.app:create_app()` with NMCP_RUNTIME=kubernetes, the chart's gateway
+RBAC, the real API server and a fake kubelet, driven by the official MCP SDK client.
+
+The test plays Metacontroller and the kubelet: when the gateway's requested-at annotation lands
+on the Idle server, it creates the Pod, "runs" it and writes the Ready status. The client's
+first request holds until then, then talks MCP to mcp-server-time over pods/attach.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+import requests
+from mcp.client.client import Client
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+from nmcp.resources import ANN_REQUESTED_AT
+from tests.kube.kube_cluster import Cluster, run_server, start_pod
+from tests.kube.kube_objects import annotations, eventually, mcpserver, set_status
+from tests.support import ROOT, gunicorn
+from tests.support.kubeapi import KubeAPI
+
+pytestmark = pytest.mark.kube
+
+
+@pytest.fixture
+def gateway(ns: str, gateway_kubeconfig: Path) -> Iterator[str]:
+    env = {"NMCP_RUNTIME": "kubernetes", "NMCP_KUBECONFIG": str(gateway_kubeconfig), "NMCP_NAMESPACES": ns,
+           "NMCP_START_TIMEOUT": "60"}
+    with gunicorn("gateway.app:create_app()", config=str(ROOT / "gateway" / "gunicorn.conf.py"), env=env) as url:
+        yield url
+
+
+def metacontroller(cluster: Cluster, ns: str, name: str, seen: dict[str, float]) -> None:
+    """Start the server once the gateway asks for it (what the hooks, Metacontroller and a kubelet do)."""
+    deadline = time.monotonic() + 60
+    while ANN_REQUESTED_AT not in annotations(cluster.kube, ns, name):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+    seen["requested"] = time.monotonic()
+    set_status(cluster.kube, ns, name, phase="Requested")
+    start_pod(cluster, ns, name)
+
+
+async def tools_and_time(url: str, transport: str) -> tuple[list[str], str]:
+    streams = sse_client(url + "/sse") if transport == "sse" else streamable_http_client(url + "/mcp")
+    async with Client(streams, mode="legacy") as client:
+        tools = await client.list_tools()
+        answer = await client.call_tool("get_current_time", {"timezone": "UTC"})
+        return [tool.name for tool in tools.tools], answer.content[0].text  # type: ignore[union-attr]
+
+
+def test_scale_from_zero_through_the_gateway(kube: KubeAPI, cluster: Cluster, ns: str, gateway: str) -> None:
+    kube.apply(mcpserver("time"), namespace=ns)
+    listed = requests.get(f"{gateway}/api/v1/servers", timeout=10).json()
+    assert "time" in str(listed)
+    seen: dict[str, float] = {}
+    helper = threading.Thread(target=metacontroller, args=(cluster, ns, "time", seen), daemon=True)
+    helper.start()
+    tools, text = anyio.run(tools_and_time, f"{gateway}/api/v1/servers/time", "http")
+    assert "get_current_time" in tools
+    assert '"timezone": "UTC"' in text
+    assert "requested" in seen
+    # A second client, other transport, same upstream process.
+    tools, text = anyio.run(tools_and_time, f"{gateway}/api/v1/namespaces/{ns}/servers/time", "sse")
+    assert '"timezone": "UTC"' in text
+    assert len([q for q in cluster.kubelet.attach_requests]) == 1  # one attach serves both clients
+    assert requests.get(f"{gateway}/readyz", timeout=10).status_code == 200
+    logs = requests.get(f"{gateway}/api/v1/servers/time/logs", timeout=10)
+    assert "time server starting" in logs.text
+
+
+def test_a_dead_attach_shows_in_readiness(kube: KubeAPI, cluster: Cluster, ns: str, gateway: str) -> None:
+    pod = run_server(cluster, ns, "time")
+    tools, _ = anyio.run(tools_and_time, f"{gateway}/api/v1/servers/time", "http")
+    assert "get_current_time" in tools
+    cluster.kubelet.containers[(ns, pod)].proc.kill()  # the container dies; the Pod still says Running
+    eventually(lambda: requests.get(f"{gateway}/readyz", timeout=10).status_code == 503)
+    assert "attach to Pod" in requests.get(f"{gateway}/readyz", timeout=10).text
+    set_status(kube, ns, "time", phase="Degraded")  # the hook notices the crash
+    eventually(lambda: requests.get(f"{gateway}/readyz", timeout=10).status_code == 200)
