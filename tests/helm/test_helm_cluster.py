@@ -73,6 +73,11 @@ def install(kube_api: KubeAPI, tmp_path_factory: pytest.TempPathFactory) -> Iter
     yield Install(kube_api, namespace, served, metacontroller_ns, out.split("NOTES:", 1)[1],
                   [doc for doc in yaml.safe_load_all(manifest) if doc], home)
     helm("uninstall", RELEASE, "--namespace", namespace, home=home, kubeconfig=kube_api.kubeconfig, check=False)
+    # The API server is shared with other test areas: leave no servers or Pods for their
+    # all-namespace listings (nothing here has finalizers; unscheduled Pods go at once).
+    for ns in served:
+        kube_api.kubectl("delete", "mcpservers,mcppools,pods", "--all", "--namespace", ns, "--wait=false",
+                         check=False)
 
 
 def test_every_rendered_object_is_in_the_cluster(install: Install) -> None:
