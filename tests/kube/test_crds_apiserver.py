@@ -9,12 +9,15 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import yaml
 
+from hooks.sync import sync_pool
 from nmcp import schema
+from nmcp.resources import format_time_precise
 from tests.support import ROOT, VENV_BIN
 from tests.support.kubeapi import KubeAPI
 
@@ -207,3 +210,42 @@ def test_parity_bad_manifests_are_refused_on_the_same_field(kube: KubeAPI, ns: s
     # The field nmcp.schema names is the one the API server (or kubectl's schema check) names.
     leaf = problems[0].field.rsplit(".", 1)[-1].split("[")[0]
     assert leaf in proc.stderr, (problems, proc.stderr)
+
+
+def test_children_of_the_pool_hook_are_accepted(kube: KubeAPI) -> None:
+    """A pool sync in Metacontroller's v2 shape, built from objects read back from the API server:
+    every Pod and Service the hook returns is created for real."""
+    namespace = kube.create_namespace("children")
+    now = datetime.now(UTC)
+    requested = {"nmcp.nwrx.io/requested-at": format_time_precise(now)}
+    kube.apply([
+        pool("default", {"maxActive": 10, "defaultResources": {"limits": {"memory": "256Mi"}}}),
+        {**server("stdio", {"image": "mcp/time:1", "args": ["--local-timezone", "UTC"],
+                            "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "t"}}}]}),
+         "metadata": {"name": "stdio", "annotations": requested}},
+        {**server("sse", {"image": "mcp/everything:1", "transport": {"type": "sse", "port": 3001}}),
+         "metadata": {"name": "sse", "annotations": requested}},
+        {**server("http.dotted", {"image": "mcp/everything:1", "resources": {"limits": {"cpu": "1"}},
+                                  "transport": {"type": "streamable-http", "port": 3000, "path": "/v1/mcp"}}),
+         "metadata": {"name": "http.dotted", "annotations": requested}},
+    ], namespace=namespace)
+    got = json.loads(kube.kubectl("get", "mcpservers,mcppools", "-n", namespace, "-o", "json").stdout)["items"]
+    parent = next(o for o in got if o["kind"] == "MCPPool")
+    related = {f"{namespace}/{o['metadata']['name']}": o for o in got if o["kind"] == "MCPServer"}
+    request = {
+        "controller": {"metadata": {"name": "nmcp-mcppool"}, "spec": {"generateSelector": True}},
+        "parent": parent,
+        "children": {"Pod.v1": {}, "Service.v1": {}},
+        "related": {"MCPServer.nmcp.nwrx.io/v1": related},
+        "finalizing": False,
+    }
+    response = sync_pool(request, now)
+    children = response["children"]
+    kinds = sorted(child["kind"] for child in children)
+    assert kinds == ["Pod", "Pod", "Pod", "Service", "Service"]
+    for child in children:
+        proc = kube.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(child), check=False)
+        assert proc.returncode == 0, (child["kind"], child["metadata"]["name"], proc.stderr)
+    pods = json.loads(kube.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+    assert sorted(p["metadata"]["name"] for p in pods) == sorted(c["metadata"]["name"] for c in children
+                                                                 if c["kind"] == "Pod")
