@@ -137,7 +137,10 @@ def post(name: str, namespace: str | None = None) -> Response:
             params = message.get("params") if isinstance(message.get("params"), dict) else {}
             if params.get("requestState") is not None:  # a retry answering an InputRequiredResult
                 session = gw.hub.unpark(str(params["requestState"]))
-                if session is None or session.ref != ref:
+                if session is not None and session.ref != ref:
+                    gw.hub.park(session)  # not this server's: leave it for the right retry
+                    session = None
+                if session is None:
                     response = jsonify(routing.error(message["id"], routing.INVALID_PARAMS,
                                                      "unknown or expired requestState; send the request anew"))
                     response.status_code = 400
