@@ -211,7 +211,7 @@ def test_the_gateway_runs_with_its_service_account(install: Install, tmp_path: P
     bind = args[args.index("--bind") + 1]
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
     env.update({e["name"]: e["value"] for e in container["env"]}, NMCP_KUBECONFIG=str(kubeconfig),
-               NMCP_GRACEFUL_TIMEOUT="3")  # idle, it still waits out the whole graceful timeout (20 s)
+               NMCP_GRACEFUL_TIMEOUT="3")  # kubernetes runtime: idle, it still waits out all 20 s
     log = (tmp_path / "gateway.log").open("w+")
     proc = subprocess.Popen([str(VENV_BIN / "nmcp"), *args], cwd=tmp_path, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
