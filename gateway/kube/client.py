@@ -207,7 +207,6 @@ class KubeClient:
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._proxies = requests.utils.get_environ_proxies(cluster.server)
-        self.requests_sent = 0  # every API call made, for tests and metrics
 
     def close(self) -> None:
         self._session.close()
@@ -224,7 +223,6 @@ class KubeClient:
              read_timeout: float = REQUEST_TIMEOUT) -> requests.Response:
         """One API call; a non-2xx answer raises the matching gateway error."""
         headers = self._headers({"Content-Type": content_type} if body is not None else None)
-        self.requests_sent += 1
         try:
             resp = self._session.request(
                 method, self.cluster.server + path, params=params, headers=headers,
@@ -302,7 +300,6 @@ class KubeClient:
         if proxy:
             parts = urlsplit(proxy)
             proxy_opts = {"http_proxy_host": parts.hostname, "http_proxy_port": parts.port, "proxy_type": "http"}
-        self.requests_sent += 1
         try:
             return websocket.create_connection(ws_url, subprotocols=list(subprotocols), header=header, sslopt=sslopt,
                                                timeout=CONNECT_TIMEOUT, enable_multithread=True, **proxy_opts)

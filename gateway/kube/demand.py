@@ -237,8 +237,10 @@ class DemandWriter:
     def _apply(self, ref: ServerRef, entry: _Entry, raise_errors: bool) -> None:
         with entry.lock:
             observed = self._observe(ref)
-            if observed is None:
-                return  # not (or no longer) in the cache: nothing to annotate
+            if observed is None:  # not (or no longer) in the cache: nothing to annotate, nothing to keep
+                with self._entries_lock:
+                    self._entries.pop(ref, None)
+                return
             stored = observed.demand if entry.written is None else merged_demand(observed.demand, entry.written)
             since = None if entry.last_write is None else time.monotonic() - entry.last_write
             plan = plan_write(observed.phase, stored, entry.wanted, self._clock(), since_last_write=since,

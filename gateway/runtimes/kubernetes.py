@@ -168,12 +168,12 @@ class KubernetesRuntime:
     def _object(self, ref: ServerRef) -> dict[str, Any] | None:
         return self.store.get(MCPSERVERS.plural, ref.namespace, ref.name)
 
-    def _server_event(self, _kind: str, obj: dict[str, Any]) -> None:
+    def _server_event(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata", {})
         ref = ServerRef(str(meta.get("namespace", "")), str(meta.get("name", "")))
         self.writer.changed(ref)
         phase = (obj.get("status") or {}).get("phase")
-        if phase not in RUNNING:
+        if kind == "DELETED" or phase not in RUNNING:
             with self._lock:  # a stopped server's lost attach is expected, not a failure
                 self._attach_failures.pop(ref, None)
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.runtime import AmbiguousServer, ServerNotFound, ServerRef, StartFailed
+from gateway.runtime import AmbiguousServer, HttpEndpoint, ServerNotFound, ServerRef, StartFailed
 from hooks import lifecycle
 from nmcp.resources import (
     ANN_LAST_ACTIVE_AT,
@@ -255,3 +255,27 @@ def test_survives_an_api_server_restart_and_an_expired_version(kube: KubeAPI, ns
     assert runtime.store.wait_for(lambda: runtime.ready()[0], WAIT)
     assert informer.stats.drops >= 1
     assert informer.stats.gone >= 1 and informer.stats.lists >= 2  # 410 Gone, then a fresh list
+
+
+@pytest.mark.parametrize(("transport", "url"), [
+    pytest.param({"type": "sse", "port": 3001}, "http://mcp-events.{ns}.svc:3001/sse", id="sse"),
+    pytest.param({"type": "streamable-http", "port": 3000, "path": "/v1/mcp"}, "http://mcp-events.{ns}.svc:3000/v1/mcp",
+                 id="streamable-http"),
+])
+def test_http_servers_are_reached_through_their_service(kube: KubeAPI, ns: str, make_runtime: RuntimeFactory,
+                                                        transport: dict, url: str) -> None:
+    kube.apply(mcpserver("events", image="mcp/everything:1", transport=transport), namespace=ns)
+    set_status(kube, ns, "events", phase="Ready")
+    runtime = make_runtime((ns,))
+    ref = runtime.resolve("events")
+    assert runtime.store.wait_for(lambda: runtime.get(ref).phase == "Ready", WAIT)
+    endpoint = runtime.connect(ref)
+    assert endpoint == HttpEndpoint(url=url.format(ns=ns), transport=transport["type"])
+
+
+def test_connect_refuses_a_server_that_is_not_ready(kube: KubeAPI, ns: str, make_runtime: RuntimeFactory) -> None:
+    kube.apply(mcpserver("cold"), namespace=ns)
+    runtime = make_runtime((ns,))
+    with pytest.raises(StartFailed) as err:
+        runtime.connect(runtime.resolve("cold"))
+    assert err.value.reason == "NotRunning"
