@@ -169,6 +169,7 @@ class Informer:
                                          timeout_seconds=timeout, label_selector=self.label_selector)
         if self._stop.is_set():
             self._stream.close()
+        self._set_health(True)  # the API server answers again, even if nothing changes for a while
         for event in self._stream:
             if self._stop.is_set():
                 return

@@ -250,17 +250,17 @@ def test_survives_an_api_server_restart_and_an_expired_version(kube: KubeAPI, ns
         kube.bump_etcd_revision(5)  # history moves on while the gateway is away: its version expires
     finally:
         kube.start_apiserver()
+    assert runtime.store.wait_for(lambda: runtime.ready()[0], WAIT)  # ready again, with nothing changed
     set_status(kube, ns, "survivor", phase="Ready")
     assert runtime.store.wait_for(lambda: runtime.get(ref).phase == "Ready", WAIT)
-    assert runtime.store.wait_for(lambda: runtime.ready()[0], WAIT)
     assert informer.stats.drops >= 1
     assert informer.stats.gone >= 1 and informer.stats.lists >= 2  # 410 Gone, then a fresh list
 
 
 @pytest.mark.parametrize(("transport", "url"), [
     pytest.param({"type": "sse", "port": 3001}, "http://mcp-events.{ns}.svc:3001/sse", id="sse"),
-    pytest.param({"type": "streamable-http", "port": 3000, "path": "/v1/mcp"}, "http://mcp-events.{ns}.svc:3000/v1/mcp",
-                 id="streamable-http"),
+    pytest.param({"type": "streamable-http", "port": 3000, "path": "/v1/mcp"},
+                 "http://mcp-events.{ns}.svc:3000/v1/mcp", id="streamable-http"),
 ])
 def test_http_servers_are_reached_through_their_service(kube: KubeAPI, ns: str, make_runtime: RuntimeFactory,
                                                         transport: dict, url: str) -> None:
