@@ -137,6 +137,10 @@ def _is_protocol_line(line: str) -> bool:
 class KubernetesRuntime:
     """`gateway.runtime.Runtime` on a cluster; see the module docstring."""
 
+    # A server has one Pod: `isolation: session` cannot give each session a process of its own here,
+    # so the bridge serves every session from the one attach (never several attaches to one process).
+    isolates_sessions = False
+
     def __init__(self, client: KubeClient, settings: KubeSettings) -> None:
         self.client = client
         self.settings = settings
@@ -293,8 +297,6 @@ class KubernetesRuntime:
         server = state.server
         if state.phase != "Ready":
             raise StartFailed(f"{ref} is {state.phase}, not Ready", reason="NotRunning")
-        if server.isolation == "session" and session is not None:
-            log.info("%s: isolation: session is for the local runtime; its one Pod serves every session", ref)
         if server.transport.is_http:
             host = f"{child_name(server.name)}.{server.namespace}.svc"
             return HttpEndpoint(url=f"http://{host}:{server.transport.port}{server.transport.path or ''}",
