@@ -180,3 +180,15 @@ def test_an_http_server_is_ready_once_its_port_accepts_connections_and_is_served
         assert "over HTTP" in echoed.content[0].text
         state = up.server("web")
         assert (state["phase"], state["transport"]["type"]) == ("Ready", "streamable-http")
+
+
+def test_max_idle_stops_the_longest_idle_server(tmp_path: Path) -> None:
+    write(tmp_path, "pool.yaml", pool(max_idle=1))
+    write(tmp_path, "servers.yaml", time_server("older"), time_server("newer"))
+    with nmcp_up(tmp_path, log_path=tmp_path / "up.log") as up:
+        call_tool(up.mcp_url("older"), "get_current_time", {"timezone": "UTC"})
+        call_tool(up.mcp_url("newer"), "get_current_time", {"timezone": "UTC"})
+        # Both clients are gone: two idle running servers, one more than maxIdle allows.
+        assert up.wait_phase("older", "Idle")["reason"] != "NeverRequested"
+        assert "server default/older: Ready -> Stopping (Evicted" in up.log()
+        assert up.server("newer")["phase"] == "Ready"
