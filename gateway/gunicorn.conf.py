@@ -4,7 +4,6 @@ One gevent worker: client sessions and upstream connections live in that process
 Nothing from the app is imported here; gevent patches the worker before the app loads.
 """
 
-import logging
 import os
 import sys
 
@@ -19,15 +18,22 @@ timeout = 60
 graceful_timeout = int(os.environ.get("NMCP_GRACEFUL_TIMEOUT", "20"))  # below a pod's default 30s grace
 keepalive = 75
 accesslog = "-"
-errorlog = "-"
 loglevel = os.environ.get("NMCP_LOG_LEVEL", "info")
 control_socket_disable = True
-
-
-def post_worker_init(worker):
-    """The app logs (server stderr, sessions) go to stdout next to gunicorn's own."""
-    logging.basicConfig(level=loglevel.upper(), stream=sys.stdout,
-                        format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+# Everything to stdout: gunicorn's own log, the access log, and the app's (sessions, servers' stderr).
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"},
+                   "access": {"format": "%(message)s"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "plain"},
+                 "access": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "access"}},
+    "root": {"level": loglevel.upper(), "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
+    },
+}
 
 
 def worker_exit(server, worker):
