@@ -141,11 +141,14 @@ class Informer:
                 self.stats.gone += 1
                 log.info("%s: resourceVersion %s expired (410); listing again", self.name, self.resource_version)
                 self.resource_version = None
-            except KubeError as err:
+            except Exception as err:  # API errors, and bugs: neither may leave the cache silently stale
+                message = err.message if isinstance(err, KubeError) else f"{type(err).__name__}: {err}"
+                if not isinstance(err, KubeError):
+                    log.exception("%s: unexpected error", self.name)
                 self.stats.drops += 1
-                self.stats.last_error = err.message
+                self.stats.last_error = message
                 self._set_health(False)
-                log.warning("%s: %s; retrying in %.1fs", self.name, err.message, backoff)
+                log.warning("%s: %s; retrying in %.1fs", self.name, message, backoff)
                 self._stop.wait(backoff)
                 backoff = min(self.max_backoff, backoff * 2)
 
