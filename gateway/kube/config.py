@@ -11,8 +11,10 @@ This module reads files only; `gateway.kube.client` is the one module that talks
 
 from __future__ import annotations
 
+import atexit
 import base64
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,14 +88,21 @@ def _read_kubeconfigs(paths: list[Path]) -> dict[str, Any]:
     return merged
 
 
-def _material(entry: Mapping[str, Any], key: str, base: Path, private_dir: Path) -> str | None:
+def _private_dir() -> Path:
+    """A directory only we can read, removed at exit: requests and ssl need key material as files."""
+    path = Path(tempfile.mkdtemp(prefix="nmcp-kube-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def _material(entry: Mapping[str, Any], key: str, base: Path) -> str | None:
     """A file path for `key` (a path relative to the kubeconfig) or `key-data` (base64, written out)."""
     if entry.get(f"{key}-data"):
         try:
             data = base64.b64decode(entry[f"{key}-data"], validate=True)
         except ValueError as err:
             raise ClusterConfigError(f"kubeconfig: {key}-data is not base64") from err
-        fd, name = tempfile.mkstemp(prefix=f"{key}-", dir=private_dir)
+        fd, name = tempfile.mkstemp(prefix=f"{key}-", dir=_private_dir())
         with os.fdopen(fd, "wb") as out:
             out.write(data)
         return name
@@ -124,9 +133,8 @@ def from_kubeconfig(paths: list[Path], context: str | None = None) -> Cluster:
         if user.get(plugin):
             raise ClusterConfigError(f"kubeconfig {names}: user {user_name!r} uses an {plugin} plugin, which the "
                                      "gateway does not run; use a token, tokenFile or client certificate")
-    private_dir = Path(tempfile.mkdtemp(prefix="nmcp-kube-"))
-    cert = _material(user, "client-certificate", user_path, private_dir)
-    key = _material(user, "client-key", user_path, private_dir)
+    cert = _material(user, "client-certificate", user_path)
+    key = _material(user, "client-key", user_path)
     if bool(cert) != bool(key):
         raise ClusterConfigError(f"kubeconfig {names}: user {user_name!r} needs both a client certificate and a key")
     token_file = user.get("tokenFile")
@@ -134,7 +142,7 @@ def from_kubeconfig(paths: list[Path], context: str | None = None) -> Cluster:
         server=server,
         namespace=str(ctx.get("namespace") or "default"),
         source=f"kubeconfig {names} (context {name})",
-        ca_file=_material(cluster, "certificate-authority", cluster_path, private_dir),
+        ca_file=_material(cluster, "certificate-authority", cluster_path),
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
         token=str(user["token"]) if user.get("token") else None,
         token_file=str((user_path.parent / str(token_file)).resolve()) if token_file else None,
