@@ -50,6 +50,7 @@ MODERN_VERSIONS = ("2026-07-28",)
 UPSTREAM_CAPABILITIES = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": True}}
 PARKED_TIMEOUT = 300.0  # how long a 2026 request asking for input waits for the client's retry
 MAIN_BACKLOG = 1000  # messages kept for a Streamable HTTP session while its GET stream is not open
+INTERNAL_TIMEOUT = 30.0  # how long the answer to a request of the gateway's own is waited for
 
 _seq = itertools.count(1)
 
@@ -80,6 +81,7 @@ class Session:
         # key they have there; the session waits (parked) for the client's retry that answers them.
         self.awaiting_input: dict[str, RequestId] = {}
         self.unsent_input: list[Message] = []  # arrived while parked: go out with the next round
+        self.listen_filter: dict[str, Any] | None = None  # a `subscriptions/listen` stream: what it honors
         self.client_info: dict[str, Any] = {}
         self.closed = False
         self.last_active = next(_seq)
@@ -110,7 +112,13 @@ class Session:
             return
         if self.transport == "stateless":
             what = routing.kind(message)
-            if what == "response":
+            if what == "notification" and message["method"] in routing.LISTEN_METHODS:
+                # 2026-07-28: change notifications ride `subscriptions/listen` streams only.
+                if self.listen_filter is None or not routing.listen_admits(self.listen_filter, message):
+                    return
+                message, related = routing.stamp_subscription(message, self.modern_request_id), \
+                    self.modern_request_id
+            elif what == "response":
                 message = routing.modern_response(self.modern_method, message)
             elif what == "request":  # 2026-07-28 has no server-to-client requests: ask for input instead
                 if self.modern_request_id not in self.streams:
@@ -171,6 +179,7 @@ class Bridge:
         return routing.Table(
             sessions={sid: s.view() for sid, s in self.sessions.items()},
             pending=self.pending, server_requests=self.server_requests, subscriptions=self.subscriptions,
+            internal=bool(self._internal),
         )
 
     @property
@@ -253,6 +262,9 @@ class Bridge:
                                    "Streamable HTTP transport; use initialize on this one")
             session.deliver(answer, request_id)
             return
+        if method == "subscriptions/listen" and session.transport == "stateless":
+            self._listen(session, request_id, params)
+            return
         if method in ("resources/subscribe", "resources/unsubscribe") and self._answer_subscription(
                 session, request_id, method, str(params.get("uri"))):
             return
@@ -267,6 +279,22 @@ class Bridge:
         except ConnectionError as err:
             self.pending.pop(upstream_id, None)
             session.deliver(routing.error(request_id, routing.CONNECTION_CLOSED, f"{self.ref}: {err}"), request_id)
+
+    def _listen(self, session: Session, request_id: RequestId, params: dict[str, Any]) -> None:
+        """Open a 2026-07-28 `subscriptions/listen` stream: acknowledge what the server can send."""
+        assert self.init_result is not None
+        honored = routing.listen_filter(params.get("notifications"), self.init_result.get("capabilities"))
+        session.listen_filter = honored
+        session.capabilities = frozenset()  # a listen stream cannot answer server requests
+        up = self._upstream if self.running else None
+        for uri in honored.get("resourceSubscriptions", []):
+            subscribers = self.subscriptions.get(uri, frozenset())
+            self.subscriptions[uri] = subscribers | {session.id}
+            if not subscribers:
+                self._internal_request(up, "resources/subscribe", {"uri": uri})
+        ack = {"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+               "params": {"notifications": honored}}
+        session.deliver(routing.stamp_subscription(ack, request_id), request_id)
 
     def resume(self, session: Session, message: Message) -> None:
         """A stateless client's retry carrying `inputResponses`: answer the server's requests with them.
@@ -483,6 +511,7 @@ class Bridge:
             return
         upstream_id = next(self._ids)
         self._internal[upstream_id] = gevent.event.AsyncResult()
+        gevent.spawn_later(INTERNAL_TIMEOUT, self._internal.pop, upstream_id, None)  # a server that never answers
         self._send(up, {"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params})
 
     def close(self) -> None:

@@ -13,8 +13,9 @@ cannot collide; what comes back is routed by the tables the bridge keeps:
   session with the most recent request in flight, else the most recently active session. A
   session that did not declare the capability the request needs gets nothing; the server gets an
   error instead. `ping` is answered by the gateway itself;
-* other notifications (logging) go to the affinity target while a request is in flight, and to
-  every session otherwise: they describe the server, not one client.
+* other notifications (logging) go to the affinity target while a request is in flight, to
+  nobody while the server works on a request of the gateway's own (subscribe, initialize), and
+  to every session otherwise: they describe the server, not one client.
 
 Nothing here does I/O: `route()` returns a `Decision` and the bridge carries it out.
 """
@@ -99,6 +100,7 @@ class Table:
     pending: Mapping[RequestId, Pending] = field(default_factory=dict)  # by upstream id (= its progress token)
     server_requests: Mapping[RequestId, str] = field(default_factory=dict)  # server request id -> session
     subscriptions: Mapping[str, frozenset[str]] = field(default_factory=dict)  # resource uri -> sessions
+    internal: bool = False  # a request of the gateway's own (initialize, subscribe, ...) is in flight
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,8 @@ def _route_notification(message: Message, table: Table) -> Decision:
         target = affinity_target(table)
         assert target is not None
         return Decision(deliveries=(Delivery(target, message, _related_request(table, target)),))
+    if table.internal:
+        return Decision(note=f"dropped {method} sent while answering the gateway's own request")
     return Decision(deliveries=tuple(Delivery(s, message) for s in sorted(table.sessions)))
 
 
@@ -234,6 +238,48 @@ def input_required(request_id: RequestId | None, key: str, server_request: Messa
     embedded = {"method": server_request["method"], "params": server_request.get("params") or {}}
     return result(request_id if request_id is not None else "", {
         "resultType": "input_required", "inputRequests": {key: embedded}, "requestState": state})
+
+
+# 2026-07-28: the change notifications a `subscriptions/listen` stream carries (and nothing else does).
+LISTEN_METHODS = {
+    "notifications/tools/list_changed": "toolsListChanged",
+    "notifications/prompts/list_changed": "promptsListChanged",
+    "notifications/resources/list_changed": "resourcesListChanged",
+    "notifications/resources/updated": "resourceSubscriptions",
+}
+SUBSCRIPTION_ID_KEY = f"{MODERN_META_PREFIX}subscriptionId"
+
+
+def listen_filter(requested: Any, capabilities: Any) -> dict[str, Any]:
+    """The part of a `subscriptions/listen` filter the upstream server can honor."""
+    requested = requested if isinstance(requested, dict) else {}
+    capabilities = capabilities if isinstance(capabilities, dict) else {}
+    honored: dict[str, Any] = {}
+    for key, capability in (("toolsListChanged", "tools"), ("promptsListChanged", "prompts"),
+                            ("resourcesListChanged", "resources")):
+        declared = capabilities.get(capability)
+        if requested.get(key) is True and isinstance(declared, dict) and declared.get("listChanged"):
+            honored[key] = True
+    resources = capabilities.get("resources")
+    uris = requested.get("resourceSubscriptions")
+    if isinstance(uris, list) and uris and isinstance(resources, dict) and resources.get("subscribe"):
+        honored["resourceSubscriptions"] = [u for u in uris if isinstance(u, str)]
+    return honored
+
+
+def listen_admits(honored: Mapping[str, Any], message: Message) -> bool:
+    key = LISTEN_METHODS.get(str(message.get("method")))
+    if key == "resourceSubscriptions":
+        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        return params.get("uri") in honored.get(key, [])
+    return key is not None and honored.get(key) is True
+
+
+def stamp_subscription(message: Message, subscription_id: RequestId | None) -> Message:
+    """A listen-stream frame with the `subscriptionId` (the listen request's id) in its `_meta`."""
+    params = message.get("params") if isinstance(message.get("params"), dict) else {}
+    meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+    return {**message, "params": {**params, "_meta": {**meta, SUBSCRIPTION_ID_KEY: subscription_id}}}
 
 
 # The params key each 2026-07-28 method mirrors in the `Mcp-Name` header.

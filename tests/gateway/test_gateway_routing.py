@@ -81,6 +81,7 @@ def test_log_messages_follow_the_request_in_flight_else_reach_everyone() -> None
     busy = table({1: Pending("b", 8, "tools/call", seq=1)})
     assert routing.route(log, busy).deliveries == (Delivery("b", log, 8),)
     assert [d.session for d in routing.route(log, table()).deliveries] == ["a", "b", "c"]
+    assert routing.route(log, table(internal=True)).deliveries == ()  # it answers the gateway's own request
 
 
 def test_a_cancellation_of_a_server_request_reaches_the_session_that_has_it() -> None:

@@ -117,3 +117,46 @@ def test_a_client_without_sampling_gets_an_error_not_a_hang(gateway: Gateway, ta
             assert text_of(await client.call_tool("echo", {"text": "still here"})) == "still here"
 
     anyio.run(main)
+
+
+@pytest.mark.filterwarnings("ignore:resources/subscribe:mcp.shared.exceptions.MCPDeprecationWarning")
+def test_resource_updates_reach_subscribers_of_both_eras_only(gateway: Gateway) -> None:
+    # A 2025 client subscribes with resources/subscribe, a 2026 client with subscriptions/listen;
+    # a third session subscribes to nothing and must hear nothing.
+    from mcp.client.subscriptions import ResourceUpdated
+
+    async def main() -> tuple[list[str], ResourceUpdated, list[str]]:
+        legacy_updates: list[str] = []
+        bystander_updates: list[str] = []
+        got_legacy = anyio.Event()
+
+        def handler(into: list[str], event: anyio.Event | None) -> Any:
+            async def on_message(message: Any) -> None:
+                root = getattr(message, "root", message)
+                if getattr(root, "method", "") == "notifications/resources/updated":
+                    into.append(root.params.uri)
+                    if event is not None:
+                        event.set()
+            return on_message
+
+        async with connect(HTTP, gateway, "everything", message_handler=handler(legacy_updates, got_legacy)) \
+                as legacy, connect(SSE, gateway, "everything", message_handler=handler(bystander_updates, None)) \
+                as bystander, connect(MODERN, gateway, "everything") as modern:
+            uris = [r.uri for r in (await legacy.list_resources()).resources]
+            await legacy.session.subscribe_resource(uris[0])
+            async with modern.listen(resource_subscriptions=[uris[1]]) as subscription:
+                assert subscription.honored.resource_subscriptions == [uris[1]]
+                await bystander.call_tool("toggle-subscriber-updates", {})
+                try:
+                    with anyio.fail_after(30):
+                        event = await subscription.__anext__()
+                        await got_legacy.wait()
+                finally:
+                    await bystander.call_tool("toggle-subscriber-updates", {})
+            return [str(u) for u in legacy_updates], event, [str(u) for u in bystander_updates], uris
+
+    legacy_updates, event, bystander_updates, uris = anyio.run(main)
+    assert set(legacy_updates) == {str(uris[0])}
+    assert isinstance(event, ResourceUpdated)
+    assert str(event.uri) == str(uris[1])
+    assert bystander_updates == []
