@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -108,12 +109,16 @@ def state_of(obj: Mapping[str, Any]) -> ServerState:
                        last_active_at=server.demand.last_active_at, extra=extra)
 
 
-def degraded_is_final(state: ServerState, requested_at: datetime) -> bool:
-    """A Degraded phase that already takes our request into account (or that waiting cannot fix)."""
+def degraded_is_final(state: ServerState, latest_request: datetime | None) -> bool:
+    """A Degraded phase that already takes the latest request into account (or that waiting cannot fix).
+
+    The hook copies the requested-at annotation into `status.requestedAt` (to the second): once
+    that covers the latest request, the hook has judged it and still says Degraded.
+    """
     if state.reason in PERMANENT_REASONS:
         return True
-    seen = parse_time(state.extra.get("requestedAt"))  # written by the hook, to the second
-    return seen is not None and seen >= requested_at.replace(microsecond=0)
+    seen = parse_time(state.extra.get("requestedAt"))
+    return seen is not None and latest_request is not None and seen >= latest_request.replace(microsecond=0)
 
 
 def start_failure(state: ServerState | None, ref: ServerRef, timeout: float) -> StartFailed:
@@ -159,8 +164,9 @@ class KubernetesRuntime:
     def start(self) -> None:
         for informer in self.informers:
             informer.start()
+        deadline = time.monotonic() + self.settings.sync_timeout
         for informer in self.informers:
-            if not informer.synced.wait(self.settings.sync_timeout):
+            if not informer.synced.wait(max(0.0, deadline - time.monotonic())):
                 log.warning("%s not listed within %gs: %s", informer.name, self.settings.sync_timeout,
                             informer.stats.last_error or "no answer")
 
@@ -241,7 +247,6 @@ class KubernetesRuntime:
 
     def wait_ready(self, ref: ServerRef, timeout: float) -> ServerState:
         """Block until Ready, woken by watch events; re-request if the server stops meanwhile."""
-        requested_at = datetime.now(UTC)
         last_request_generation = -1
 
         def check() -> tuple[str, ServerState | None] | None:
@@ -252,11 +257,12 @@ class KubernetesRuntime:
             state = state_of(obj)
             if state.phase == "Ready":
                 return ("ready", state)
-            if state.phase == "Degraded" and degraded_is_final(state, requested_at):
+            demand = self._demand(ref, obj)
+            if state.phase == "Degraded" and degraded_is_final(state, demand.requested_at):
                 return ("failed", state)
             if state.phase in ("Idle", "Stopping", "Degraded") and self.store.generation != last_request_generation:
                 fresh = state.server.start_timeout
-                if not request_honoured(self._demand(ref, obj), datetime.now(UTC), fresh * 0.75):
+                if not request_honoured(demand, datetime.now(UTC), fresh * 0.75):
                     last_request_generation = self.store.generation
                     return ("request", state)
             return None

@@ -17,6 +17,7 @@ from nmcp.resources import (
     ANN_SESSIONS,
     ANN_STOP_REQUESTED_AT,
     Demand,
+    format_time,
     parse_time,
     read_server,
 )
@@ -191,25 +192,42 @@ def test_wait_ready_rerequests_a_server_that_stopped_meanwhile(kube: KubeAPI, ns
     assert ANN_REQUESTED_AT in annotations(kube, ns, "again")
 
 
-@pytest.mark.parametrize(("status", "reason"), [
-    pytest.param({"phase": "Degraded", "conditions": [
-        {"type": "Ready", "status": "False", "reason": "PoolNotFound", "message": "pool 'default' not found"}]},
-        "PoolNotFound", id="permanent"),
-    pytest.param({"phase": "Degraded", "requestedAt": "2999-01-01T00:00:00Z", "conditions": [
-        {"type": "Ready", "status": "False", "reason": "ImagePullFailing", "message": "cannot pull"}]},
-        "ImagePullFailing", id="seen-our-request"),
-])
-def test_wait_ready_fails_with_the_condition_reason(kube: KubeAPI, ns: str, make_runtime: RuntimeFactory,
-                                                    status: dict, reason: str) -> None:
-    kube.apply(mcpserver("broken"), namespace=ns)
-    set_status(kube, ns, "broken", **status)
+def test_wait_ready_fails_at_once_on_a_permanent_problem(kube: KubeAPI, ns: str, make_runtime: RuntimeFactory) -> None:
+    kube.apply(mcpserver("orphan", pool="missing"), namespace=ns)
+    set_status(kube, ns, "orphan", phase="Degraded", conditions=[
+        {"type": "Ready", "status": "False", "reason": "PoolNotFound", "message": "pool 'missing' not found"}])
     runtime = make_runtime((ns,))
-    ref = runtime.resolve("broken")
+    ref = runtime.resolve("orphan")
     assert runtime.store.wait_for(lambda: runtime.get(ref).phase == "Degraded", WAIT)
     runtime.request(ref)
     with pytest.raises(StartFailed) as err:
         runtime.wait_ready(ref, WAIT)
-    assert err.value.reason == reason
+    assert err.value.reason == "PoolNotFound"
+    assert "pool 'missing' not found" in err.value.message
+
+
+def test_wait_ready_fails_once_the_hook_has_judged_the_request(kube: KubeAPI, ns: str,
+                                                              make_runtime: RuntimeFactory) -> None:
+    failing = [{"type": "Ready", "status": "False", "reason": "ImagePullFailing", "message": "cannot pull mcp/x"}]
+    kube.apply(mcpserver("broken"), namespace=ns)
+    set_status(kube, ns, "broken", phase="Degraded", requestedAt="2026-01-01T00:00:00Z", conditions=failing)
+    runtime = make_runtime((ns,))
+    ref = runtime.resolve("broken")
+    assert runtime.store.wait_for(lambda: runtime.get(ref).phase == "Degraded", WAIT)
+    runtime.request(ref)  # demand after a fix (the hook may start it again): wait, do not fail on the old verdict
+
+    def hook() -> None:
+        time.sleep(0.5)  # the hook judges the new request: still failing
+        stored = annotations(kube, ns, "broken")[ANN_REQUESTED_AT]
+        set_status(kube, ns, "broken", phase="Degraded", requestedAt=format_time(parse_time(stored)),
+                   conditions=failing)
+
+    threading.Thread(target=hook, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(StartFailed) as err:
+        runtime.wait_ready(ref, WAIT)
+    assert err.value.reason == "ImagePullFailing"
+    assert time.monotonic() - started < WAIT  # failed on the verdict, not at the timeout
 
 
 def test_wait_ready_times_out_naming_a_full_pool(kube: KubeAPI, ns: str, make_runtime: RuntimeFactory) -> None:
