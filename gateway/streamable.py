@@ -13,6 +13,8 @@ Closing the response stream cancels the request upstream. A server-to-client req
 (sampling, elicitation, roots) made while such a request runs becomes its answer, an
 `InputRequiredResult`; the client's retry with `inputResponses` and the echoed `requestState`
 answers the server and then receives the original request's result (multi round-trip requests).
+`subscriptions/listen` opens a stream of the change notifications it asks for (list changes,
+updates of the resources it names), acknowledged with what the server can honor.
 
 A request is answered as plain JSON when its answer is ready within the keep-alive interval and
 nothing else (progress, a sampling request) came first; otherwise the response becomes an SSE

@@ -68,3 +68,21 @@ def test_isolated_sessions_get_their_own_process_which_ends_with_them(gateway: G
     assert again == first
     for pid in (first, second):
         assert settle(lambda pid=pid: not Path(f"/proc/{pid}").exists()), f"process {pid} outlived its session"
+
+
+def test_a_name_in_two_namespaces_needs_the_namespaced_route(tmp_path: Path) -> None:
+    docs = []
+    for namespace in ("team-a", "team-b"):
+        doc = server("time", [str(VENV_BIN / "mcp-server-time")])
+        doc["metadata"] = {"name": "time", "namespace": namespace}
+        docs.append(doc)
+    with run_gateway(write_manifests(tmp_path, docs)) as gateway:
+        bare = requests.get(gateway.api("time"), timeout=10)
+        assert bare.status_code == 409
+        assert bare.json()["error"]["code"] == "ambiguous_server"
+        assert requests.post(gateway.mcp("time"), json={}, timeout=10).status_code == 409
+        scoped = requests.get(f"{gateway.url}/api/v1/namespaces/team-b/servers/time", timeout=10)
+        assert scoped.status_code == 200
+        assert scoped.json()["namespace"] == "team-b"
+        listed = requests.get(f"{gateway.url}/api/v1/namespaces/team-a/servers", timeout=10).json()["servers"]
+        assert [(s["namespace"], s["name"]) for s in listed] == [("team-a", "time")]
