@@ -289,7 +289,8 @@ def _pod_failure(server: Server, pod: PodView, now: datetime) -> tuple[str, str]
     return None
 
 
-def _stopping_reason(server: Server, pool: Pool | None, pod: PodView, now: datetime) -> tuple[str, str] | None:
+def _stopping_reason(server: Server, pool: Pool | None, pod: PodView, pool_pods: int,
+                     now: datetime) -> tuple[str, str] | None:
     """(reason, message) when the Pod is on its way out (or will be at the pool's next sync)."""
     pool_name = server.pool
     if server.deleting:
@@ -302,7 +303,9 @@ def _stopping_reason(server: Server, pool: Pool | None, pod: PodView, now: datet
         timeout = server.idle_timeout_in(pool)
         return "IdleTimeout", f"no requests for the idle timeout of {timeout:g}s; stopping Pod {pod.name}"
     if pod.terminating:
-        if pool is not None and pod.ready and server.demand.sessions == 0:
+        # The pool evicts only while it runs more Pods than maxIdle; otherwise someone else
+        # (a drain, a `kubectl delete pod`, the local runtime closing a connection) stops it.
+        if pool is not None and pod.ready and server.demand.sessions == 0 and pool_pods > pool.max_idle:
             return "Evicted", f"stopped by pool {pool_name}: more than maxIdle={pool.max_idle} idle servers"
         return "PodTerminating", f"Pod {pod.name} is terminating"
     return None
@@ -337,7 +340,7 @@ def verdict(server: Server, pool: Pool | None, pod: PodView | None, *, pool_pods
             why = ": ".join(s for s in (pod.status_reason, pod.status_message) if s) or "its containers exited"
             return result(DEGRADED, "PodFailed", f"Pod {pod.name} failed: {why}")
         if pod.terminating or not keep_running(server, pool, pod, now):
-            stopping = _stopping_reason(server, pool, pod, now)
+            stopping = _stopping_reason(server, pool, pod, pool_pods, now)
             if stopping is not None:
                 return result(STOPPING, *stopping)
         failure = _pod_failure(server, pod, now)

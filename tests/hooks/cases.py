@@ -215,8 +215,13 @@ case("server-sync", "stopping-stopped-by-request",
      phase("Stopping", "StoppedByRequest"))
 case("server-sync", "stopping-evicted",
      server_request(server("time", requested=-100, active=-20, sessions=0), P,
-                    [pod("time", created=-95, ready=-90, terminating=True)]),
+                    [pod("time", created=-95, ready=-90, terminating=True), *_others(2)]),
      phase("Stopping", "Evicted", message="stopped by pool default: more than maxIdle=2 idle servers", resync=None))
+# With no more Pods than maxIdle the pool cannot have evicted it: someone else deleted the Pod.
+case("server-sync", "stopping-pod-deleted",
+     server_request(server("time", requested=-100, active=-20, sessions=0), P,
+                    [pod("time", created=-95, ready=-90, terminating=True), *_others(1)]),
+     phase("Stopping", "PodTerminating", message="Pod mcp-time is terminating", resync=None))
 case("server-sync", "stopping-pod-terminating",
      server_request(server("time", requested=-100, active=-20, sessions=2), P,
                     [pod("time", created=-95, ready=-90, terminating=True)]),
