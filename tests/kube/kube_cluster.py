@@ -112,10 +112,10 @@ GATEWAY_RBAC = ("templates/gateway-serviceaccount.yaml", "templates/gateway-role
                 "templates/gateway-rolebinding.yaml")
 
 
-def render_gateway_rbac(release_ns: str, served: list[str], tmp: Path) -> list[dict[str, Any]]:
+def render_gateway_rbac(release_ns: str, served: list[str], tmp: Path, release: str = "nmcp") -> list[dict[str, Any]]:
     """The gateway's ServiceAccount, Roles and RoleBindings exactly as the chart renders them."""
     env = dict(os.environ, HELM_CACHE_HOME=str(tmp), HELM_CONFIG_HOME=str(tmp), HELM_DATA_HOME=str(tmp))
-    args = [str(NODE_BIN / "helm"), "template", "nmcp", str(ROOT / "helm" / "nmcp"), "--namespace", release_ns]
+    args = [str(NODE_BIN / "helm"), "template", release, str(ROOT / "helm" / "nmcp"), "--namespace", release_ns]
     for i, namespace in enumerate(served):
         args += ["--set", f"gateway.namespaces[{i}]={namespace}"]
     for template in GATEWAY_RBAC:

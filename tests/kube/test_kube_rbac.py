@@ -64,3 +64,23 @@ def test_an_unserved_namespace_shows_in_readiness(kube: KubeAPI, ns: str, gatewa
     ready, reason = runtime.ready()
     assert not ready
     assert f"may not list mcpservers.nmcp.nwrx.io in namespace {other}" in reason
+
+
+def test_all_namespaces_under_the_charts_cluster_role(kube: KubeAPI, tmp_path: Path,
+                                                       make_runtime: RuntimeFactory) -> None:
+    release_ns = kube.create_namespace("release")
+    docs = render_gateway_rbac(release_ns, ["*"], tmp_path, release=release_ns)  # unique cluster-wide names
+    assert sorted(doc["kind"] for doc in docs) == ["ClusterRole", "ClusterRoleBinding", "ServiceAccount"]
+    kube.apply(docs)
+    (account,) = [doc for doc in docs if doc["kind"] == "ServiceAccount"]
+    token = kube.service_account_token(release_ns, account["metadata"]["name"])
+    kubeconfig = kube.write_kubeconfig(tmp_path / "all.kubeconfig", token=token)
+    one, two = kube.create_namespace("team"), kube.create_namespace("team")
+    kube.apply(mcpserver("a"), namespace=one)
+    kube.apply(mcpserver("b"), namespace=two)
+    runtime = make_runtime(None, kubeconfig=kubeconfig)
+    assert runtime.ready() == (True, "")
+    refs = {str(state.ref) for state in runtime.list_servers()}
+    assert {f"{one}/a", f"{two}/b"} <= refs
+    runtime.request(runtime.resolve("b"))
+    assert ANN_REQUESTED_AT in annotations(kube, two, "b")
