@@ -27,7 +27,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -154,8 +154,10 @@ class Bridge:
     """The upstream of one server (or one isolated session) and the sessions it serves."""
 
     def __init__(self, runtime: Runtime, ref: ServerRef, *, session_key: str | None = None,
-                 start_timeout: float = 120.0, http_settings: Any = None) -> None:
+                 start_timeout: float = 120.0, http_settings: Any = None,
+                 count_sessions: Callable[[], int] | None = None) -> None:
         self.runtime = runtime
+        self.count_sessions = count_sessions  # the server's sessions on every bridge (isolated ones too)
         self.http_settings = http_settings  # gateway.upstreams.http.UpstreamSettings for HTTP servers
         self.ref = ref
         self.session_key = session_key  # set for an isolated (per-session) upstream
@@ -219,8 +221,9 @@ class Bridge:
         self._touch_runtime()
 
     def _touch_runtime(self) -> None:
+        sessions = self.count_sessions() if self.count_sessions is not None else len(self.sessions)
         try:
-            self.runtime.touch(self.ref, len(self.sessions))
+            self.runtime.touch(self.ref, sessions)
         except RuntimeError_ as err:
             log.debug("%s: touch failed: %s", self.ref, err)
 
@@ -567,7 +570,8 @@ class Hub:
         bridge = self.bridges.get(key)
         if bridge is None:
             bridge = Bridge(self.runtime, ref, session_key=key[1], start_timeout=self.start_timeout,
-                            http_settings=self.http_settings)
+                            http_settings=self.http_settings,
+                            count_sessions=lambda: sum(len(b.sessions) for b in self.bridges_of(ref)))
             self.bridges[key] = bridge
         bridge.attach(session)
         if transport != "stateless":
