@@ -36,6 +36,20 @@ logconfig_dict = {
 }
 
 
+def post_worker_init(worker):
+    """On SIGTERM, end the client streams at once: the graceful stop need not wait them out."""
+    import gevent  # noqa: PLC0415 - only once the worker has patched; the app is never imported here
+
+    def close_when_stopping():
+        while worker.alive:
+            gevent.sleep(0.5)
+        app_module = sys.modules.get("gateway.app")
+        if app_module is not None:
+            app_module.close_all()
+
+    gevent.spawn(close_when_stopping)
+
+
 def worker_exit(server, worker):
     """Stop every server process the worker started, then reap whatever child is left."""
     app_module = sys.modules.get("gateway.app")
