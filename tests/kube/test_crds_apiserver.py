@@ -18,6 +18,7 @@ import yaml
 from hooks.sync import sync_pool
 from nmcp import schema
 from nmcp.resources import format_time_precise
+from tests.kube.kube_objects import set_status
 from tests.support import ROOT, VENV_BIN
 from tests.support.kubeapi import KubeAPI
 
@@ -82,8 +83,7 @@ def test_server_columns_show_the_phase_written_to_status(kube: KubeAPI, ns: str)
     assert before[1][:2] == ["columns", "team"]  # no status yet: the STATUS cell is empty
 
     # What Metacontroller does with the sync hook's answer: a merge patch on /status.
-    kube.kubectl("patch", "mcpserver", "columns", "-n", ns, "--subresource=status", "--type=merge",
-                 "-p", json.dumps({"status": {"phase": "Ready"}}))
+    set_status(kube, ns, "columns", phase="Ready")
     rows = table(kube.kubectl("get", "mcp", "-n", ns).stdout)  # the short name works too
     assert rows[0] == ["NAME", "STATUS", "POOL", "AGE"]
     assert rows[1][:3] == ["columns", "Ready", "team"]
@@ -91,16 +91,19 @@ def test_server_columns_show_the_phase_written_to_status(kube: KubeAPI, ns: str)
 
 def test_status_phase_outside_the_enum_is_rejected(kube: KubeAPI, ns: str) -> None:
     kube.apply(server("bad-phase", {"image": "mcp/time:1"}), namespace=ns)
-    proc = kube.kubectl("patch", "mcpserver", "bad-phase", "-n", ns, "--subresource=status", "--type=merge",
-                        "-p", json.dumps({"status": {"phase": "Running"}}), check=False)
-    assert proc.returncode != 0
-    assert 'status.phase: Unsupported value: "Running"' in proc.stderr
+    resp = kube.session().patch(f"{kube.base_url}/apis/nmcp.nwrx.io/v1/namespaces/{ns}/mcpservers/bad-phase/status",
+                                data=json.dumps({"status": {"phase": "Running"}}),
+                                headers={"Content-Type": "application/merge-patch+json"}, timeout=10)
+    assert resp.status_code == 422
+    assert 'status.phase: Unsupported value: "Running"' in resp.json()["message"]
 
 
 def test_pool_columns_show_the_counts_written_to_status(kube: KubeAPI, ns: str) -> None:
     kube.apply(pool("counted", {"maxActive": 5}), namespace=ns)
-    kube.kubectl("patch", "mcppool", "counted", "-n", ns, "--subresource=status", "--type=merge",
-                 "-p", json.dumps({"status": {"active": 3, "idle": 1, "waiting": 2, "stopped": 4}}))
+    resp = kube.session().patch(f"{kube.base_url}/apis/nmcp.nwrx.io/v1/namespaces/{ns}/mcppools/counted/status",
+                                data=json.dumps({"status": {"active": 3, "idle": 1, "waiting": 2, "stopped": 4}}),
+                                headers={"Content-Type": "application/merge-patch+json"}, timeout=10)
+    resp.raise_for_status()
     rows = table(kube.kubectl("get", "mcppools", "-n", ns).stdout)
     assert rows[0] == ["NAME", "ACTIVE", "IDLE", "WAITING", "AGE"]
     assert rows[1][:4] == ["counted", "3", "1", "2"]

@@ -42,7 +42,9 @@ from tests.support import free_port
 
 KUBE_CACHE = Path(os.environ.get("NMCP_KUBE_CACHE", "/var/cache/nmcp"))
 APISERVER_BIN = KUBE_CACHE / "kube-apiserver-1.20.2"
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+# CI installs Debian's kubernetes-client (kubectl 1.20); developers may have a newer one. Tests use
+# only what both do (no `--subresource`: status is written over REST).
+KUBECTL = os.environ.get("NMCP_KUBECTL") or shutil.which("kubectl") or "/usr/bin/kubectl"
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ADMIN_TOKEN = "nmcp-test-admin-token"
 # Users that exist but hold no permissions: RBAC tests bind Roles to them.
