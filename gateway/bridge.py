@@ -142,6 +142,15 @@ class Session:
             self.main.get_nowait()  # nobody listens: keep the newest messages only
         self.main.put(message)
 
+    def cancelled(self, request_id: RequestId) -> None:
+        """The client cancelled a request: end the stream still waiting for its answer.
+
+        The error answer goes nowhere (the client no longer waits for that id); it only closes the
+        request's Streamable HTTP response. The SSE transport has no such stream: nothing is sent.
+        """
+        if self.transport == "streamable-http" and request_id in self.streams:
+            self.deliver(routing.error(request_id, routing.REQUEST_CANCELLED, "cancelled by the client"), request_id)
+
     def end(self) -> None:
         """Wake every stream of this session with the end marker."""
         self.closed = True
@@ -355,6 +364,7 @@ class Bridge:
                 if pending.session == session.id and pending.client_id == params.get("requestId"):
                     del self.pending[upstream_id]
                     self._send(up, {**message, "params": {**params, "requestId": upstream_id}})
+                    session.cancelled(pending.client_id)
             return
         self._send(up, message)
 

@@ -39,6 +39,7 @@ HEADER_MISMATCH = -32020  # 2026-07-28: a routing header disagrees with the body
 UNSUPPORTED_PROTOCOL_VERSION = -32022
 INTERNAL_ERROR = -32603
 CONNECTION_CLOSED = -32000
+REQUEST_CANCELLED = -32800
 
 # The client capability each server-to-client request needs.
 CAPABILITY_FOR = {

@@ -207,7 +207,10 @@ def _answer(session: Session, message: dict[str, Any], new_session: bool, resume
     if first is GONE or first is CLOSED:
         stop(watcher)
         _finish(session, request_id, False, hub)
-        return Response(status=204)
+        if first is GONE:
+            return Response(status=204)  # nobody is listening
+        ended = routing.error(request_id, routing.CONNECTION_CLOSED, "the session ended before the answer came")
+        return Response(json.dumps(ended), content_type="application/json")
     if first is not None and routing.kind(first) == "response" and can_json:
         stop(watcher)
         _finish(session, request_id, True, hub)

@@ -37,7 +37,10 @@ def blob(size: int) -> str:
 
 @server.tool()
 async def wait(seconds: float, marker: str = "") -> str:
-    """Answer after `seconds`; if cancelled first, write "cancelled" to the file `marker`."""
+    """Answer after `seconds`. With `marker`, write "started" to that file, and "cancelled" if cancelled."""
+    if marker:
+        with open(marker, "w") as file:
+            file.write("started")
     try:
         await anyio.sleep(seconds)
     except anyio.get_cancelled_exc_class():

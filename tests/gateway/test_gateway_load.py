@@ -65,21 +65,25 @@ def server_pid(gateway: Gateway, name: str) -> int | None:
 
 
 @pytest.mark.parametrize("target", [SSE, HTTP, MODERN], ids=["sse", "http", "modern"])
-def test_a_killed_server_fails_the_call_at_once_and_the_next_call_restarts_it(gateway: Gateway,
-                                                                            target: Target) -> None:
+def test_a_killed_server_fails_the_call_at_once_and_the_next_call_restarts_it(gateway: Gateway, target: Target,
+                                                                            tmp_path: Path) -> None:
+    marker = tmp_path / "running"
+
     async def main() -> tuple[str, float, str]:
         async with connect(target, gateway, "crashy") as client:
             first_pid = text_of(await client.call_tool("pid", {}))
 
-            async def kill_soon() -> None:
-                await anyio.sleep(0.5)
+            async def kill_once_running() -> None:
+                with anyio.fail_after(30):
+                    while not (marker.exists() and marker.read_text() == "started"):
+                        await anyio.sleep(0.05)
                 os.kill(int(first_pid), signal.SIGKILL)
 
             started = time.monotonic()
             async with anyio.create_task_group() as group:
-                group.start_soon(kill_soon)
+                group.start_soon(kill_once_running)
                 with anyio.fail_after(20), pytest.raises(MCPError, match="exited"):
-                    await client.call_tool("wait", {"seconds": 60})
+                    await client.call_tool("wait", {"seconds": 60, "marker": str(marker)})
             failed_after = time.monotonic() - started
             second_pid = text_of(await client.call_tool("pid", {}))
             return first_pid, failed_after, second_pid
@@ -210,8 +214,12 @@ def test_a_call_the_client_abandons_is_cancelled_on_the_server(gateway: Gateway,
 
     async def main() -> None:
         async with connect(target, gateway, "test") as client:
-            with anyio.move_on_after(1.5):
-                await client.call_tool("wait", {"seconds": 60, "marker": str(marker)})
+            async with anyio.create_task_group() as group:
+                group.start_soon(client.call_tool, "wait", {"seconds": 60, "marker": str(marker)})
+                with anyio.fail_after(30):
+                    while not (marker.exists() and marker.read_text() == "started"):
+                        await anyio.sleep(0.05)
+                group.cancel_scope.cancel()  # the client gives up on the call the server is running
             # The session (if any) goes on.
             assert text_of(await client.call_tool("echo", {"text": "next"})) == "next"
 
