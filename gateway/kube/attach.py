@@ -122,6 +122,7 @@ class AttachConnection:
         self.reattached = 0
         self._last_seen = time.monotonic()
         self._ws = self._connect()
+        self._connected.set()
         self.protocol = self._ws.subprotocol or ""
         threading.Thread(target=self._read, name=f"attach {name}", daemon=True).start()
         if ping_interval > 0:
@@ -135,7 +136,6 @@ class AttachConnection:
                                                f"{ws.subprotocol!r}, not one of {', '.join(SUBPROTOCOLS)}")
         ws.settimeout(None)  # reads block; liveness comes from the keep-alive pings
         self._last_seen = time.monotonic()
-        self._connected.set()
         return ws
 
     # ---- StdioConnection ----------------------------------------------------------------
@@ -151,7 +151,10 @@ class AttachConnection:
                 raise ConnectionError(f"attach to {self.name}: {err}") from err
 
     def receive(self) -> bytes | None:
-        return self._lines.get()
+        line = self._lines.get()
+        if line is None:
+            self._lines.put(None)  # the end stays the end for every later call
+        return line
 
     def close(self) -> None:
         if self._closed:
@@ -221,6 +224,7 @@ class AttachConnection:
                 continue
             with self._send_lock:
                 self._ws = ws
+            self._connected.set()  # only now may senders write again: to the new socket
             self._stdout.reset()  # a line cut by the drop cannot be completed
             self._stderr.reset()
             self.reattached += 1

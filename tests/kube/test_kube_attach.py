@@ -95,7 +95,10 @@ def test_a_restarted_container_ends_the_stream_and_is_reported(cluster: Cluster,
     patch_pod_status(cluster.kube, ns, pod, pod_status(restarts=1))  # what the kubelet reports...
     cluster.kubelet.restart(ns, pod)  # ...when the container restarts
     assert conn.receive() is None  # the session sees the end: no zombie
+    assert conn.receive() is None  # and keeps seeing it
     assert not conn.alive
+    with pytest.raises(ConnectionError, match="ended"):
+        conn.send(b'{"jsonrpc": "2.0", "id": 9, "method": "ping"}')
     ready, reason = runtime.ready()
     assert not ready
     assert f"attach to Pod {ns}/{pod} ended" in reason
