@@ -36,6 +36,7 @@ def standard_servers() -> list[dict[str, object]]:
         server("test", test_server),
         server("crashy", test_server),  # for tests that kill its process
         server("isolated", test_server, isolation="session"),
+        server("brief", test_server, idleTimeout="1s"),  # stopped soon after its last session
         server("missing", ["/nonexistent/mcp-server"]),
         {"apiVersion": "nmcp.nwrx.io/v1", "kind": "MCPServer", "metadata": {"name": "imageonly"},
          "spec": {"image": "mcp/context7:latest"}},

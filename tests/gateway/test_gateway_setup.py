@@ -86,3 +86,16 @@ def test_a_name_in_two_namespaces_needs_the_namespaced_route(tmp_path: Path) -> 
         assert scoped.json()["namespace"] == "team-b"
         listed = requests.get(f"{gateway.url}/api/v1/namespaces/team-a/servers", timeout=10).json()["servers"]
         assert [(s["namespace"], s["name"]) for s in listed] == [("team-a", "time")]
+
+
+def test_an_idle_server_is_stopped_and_started_again_on_demand(gateway: Gateway) -> None:
+    async def pid_of_brief() -> str:
+        async with connect(SSE, gateway, "brief") as client:
+            return text_of(await client.call_tool("pid", {}))
+
+    first = anyio.run(pid_of_brief)
+    # idleTimeout is 1s: with its last session gone, the server stops (the check runs every 5s).
+    assert settle(lambda: requests.get(gateway.api("brief"), timeout=10).json()["phase"] == "Idle")
+    assert not Path(f"/proc/{first}").exists()
+    second = anyio.run(pid_of_brief)
+    assert second != first
