@@ -17,6 +17,12 @@ A `Session` is the client side: where the transports (SSE, Streamable HTTP) coll
 send to one client. Messages that belong to one request go to that request's stream when it
 has one (a Streamable HTTP POST answered with SSE); the rest go to the session's main stream.
 
+A 2026-07-28 (stateless) request is a session of one request. What the server asks of the
+client meanwhile (sampling, elicitation, roots) becomes that request's answer, an
+`InputRequiredResult` whose `requestState` names the session, which waits (parked) for the
+client's retry carrying the input; a `subscriptions/listen` request is a session that only
+receives the change notifications it asked for.
+
 `Hub` holds every session and bridge of the gateway process (workers = 1: sessions live here).
 """
 
