@@ -67,6 +67,16 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """`argv` run so that it is killed when the test process dies, even by SIGKILL (no orphans).
+
+    setpriv (util-linux, always on Debian) sets the parent-death signal and execs; a preexec_fn
+    would do the same but is unsafe in a process with threads.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
+
+
 def _stop(proc: subprocess.Popen | None, grace: float = 5) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -162,11 +172,11 @@ class KubeAPI:
         peer_url = f"http://127.0.0.1:{peer}"
         client_url = f"http://127.0.0.1:{self.etcd_port}"
         with log.open("wb") as out:
-            self._etcd = subprocess.Popen(
+            self._etcd = subprocess.Popen(_die_with_parent(
                 [ETCD, "--name", "nmcp-test", "--data-dir", str(data), "--listen-client-urls", client_url,
                  "--advertise-client-urls", client_url, "--listen-peer-urls", peer_url,
                  "--initial-advertise-peer-urls", peer_url, "--initial-cluster", f"nmcp-test={peer_url}",
-                 "--logger", "zap", "--log-level", "warn"],
+                 "--logger", "zap", "--log-level", "warn"]),
                 stdout=out, stderr=subprocess.STDOUT, cwd=self.dir)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -182,7 +192,7 @@ class KubeAPI:
         d = self.dir
         log = d / "kube-apiserver.log"
         with log.open("ab") as out:
-            self._apiserver = subprocess.Popen(
+            self._apiserver = subprocess.Popen(_die_with_parent(
                 [str(APISERVER_BIN), f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
                  "--bind-address=127.0.0.1", f"--secure-port={self.port}",
                  f"--tls-cert-file={d / 'serving.crt'}", f"--tls-private-key-file={d / 'serving.key'}",
@@ -194,7 +204,7 @@ class KubeAPI:
                  "--service-cluster-ip-range=10.0.0.0/24", "--disable-admission-plugins=ServiceAccount",
                  # A test may serve a fake kubelet (pods/attach, pods/log) with a certificate of this CA.
                  f"--kubelet-certificate-authority={d / 'ca.crt'}", "--kubelet-preferred-address-types=InternalIP",
-                 "--enable-priority-and-fairness=false", "--profiling=false", "--v=1"],
+                 "--enable-priority-and-fairness=false", "--profiling=false", "--v=1"]),
                 stdout=out, stderr=subprocess.STDOUT, cwd=d)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
