@@ -21,7 +21,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from nmcp.resources import ANN_REQUESTED_AT
-from tests.kube.kube_cluster import Cluster, run_server, start_pod
+from tests.kube.kube_cluster import Cluster, patch_pod_status, pod_status, run_server, start_pod
 from tests.kube.kube_objects import annotations, eventually, mcpserver, set_status
 from tests.support import ROOT, gunicorn
 from tests.support.kubeapi import KubeAPI
@@ -86,3 +86,17 @@ def test_a_dead_attach_shows_in_readiness(kube: KubeAPI, cluster: Cluster, ns: s
     assert "attach to Pod" in requests.get(f"{gateway}/readyz", timeout=10).text
     set_status(kube, ns, "time", phase="Degraded")  # the hook notices the crash
     eventually(lambda: requests.get(f"{gateway}/readyz", timeout=10).status_code == 200)
+
+
+def test_the_next_request_after_a_container_restart_reattaches(kube: KubeAPI, cluster: Cluster, ns: str,
+                                                               gateway: str) -> None:
+    pod = run_server(cluster, ns, "time")
+    url = f"{gateway}/api/v1/servers/time"
+    assert '"timezone": "UTC"' in anyio.run(tools_and_time, url, "http")[1]
+    patch_pod_status(kube, ns, pod, pod_status(restarts=1))  # what the kubelet reports...
+    cluster.kubelet.restart(ns, pod)  # ...when the container restarts
+    eventually(lambda: requests.get(f"{gateway}/readyz", timeout=10).status_code == 503)
+    # The next client: the gateway attaches to the new container and initializes it again.
+    assert '"timezone": "UTC"' in anyio.run(tools_and_time, url, "http")[1]
+    assert len(cluster.kubelet.attach_requests) == 2
+    assert requests.get(f"{gateway}/readyz", timeout=10).status_code == 200
