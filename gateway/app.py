@@ -25,6 +25,8 @@ from gateway.web import ApiError, Gateway, error_response
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_INTERVAL = 60.0
+# Calls in flight count as activity this often (the runtime rate-limits what it writes).
+HEARTBEAT_INTERVAL = 2.0
 _apps: list[Gateway] = []
 
 
@@ -50,6 +52,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(streamable.bp, url_prefix=f"{prefix}/servers/<name>", name=f"streamable{suffix}")
     _register_errors(app)
     gw.background.append(gevent.spawn(_expire_sessions, gw))
+    gw.background.append(gevent.spawn(_heartbeat, gw))
     log.info("nmcp gateway: runtime %s, %d servers", config.runtime, len(runtime.list_servers()))
     return app
 
@@ -84,6 +87,15 @@ def _expire_sessions(gw: Gateway) -> None:
             gw.hub.expire(gw.config.session_timeout)
         except Exception:
             log.exception("session expiry failed")
+
+
+def _heartbeat(gw: Gateway) -> None:
+    while True:
+        gevent.sleep(HEARTBEAT_INTERVAL)
+        try:
+            gw.hub.heartbeat()
+        except Exception:
+            log.exception("activity heartbeat failed")
 
 
 def close_all() -> None:

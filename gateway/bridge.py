@@ -633,6 +633,17 @@ class Hub:
     def sessions_of(self, ref: ServerRef) -> int:
         return sum(1 for s in self.sessions.values() if s.ref == ref)
 
+    def heartbeat(self) -> int:
+        """Record activity for servers with calls in flight; returns how many were touched.
+
+        The idle timeout counts from the last activity, and a call that is still running is
+        activity: without this a tool call longer than `idleTimeout` would lose its server.
+        """
+        busy = [b for b in list(self.bridges.values()) if b.pending]
+        for bridge in busy:
+            bridge._touch_runtime()
+        return len(busy)
+
     def shutdown(self) -> None:
         for session in list(self.sessions.values()):
             self.close(session)

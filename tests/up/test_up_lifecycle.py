@@ -11,7 +11,7 @@ import re
 import threading
 from pathlib import Path
 
-from tests.support import ROOT, free_port
+from tests.support import ROOT, VENV_BIN, free_port
 from tests.up.running import GUARD, call_tool, nmcp_up, pool, time_server, wait_for, write
 
 
@@ -192,3 +192,21 @@ def test_max_idle_stops_the_longest_idle_server(tmp_path: Path) -> None:
         assert up.wait_phase("older", "Idle")["reason"] != "NeverRequested"
         assert "server default/older: Ready -> Stopping (Evicted" in up.log()
         assert up.server("newer")["phase"] == "Ready"
+
+
+def test_a_call_longer_than_the_idle_timeout_keeps_its_server(tmp_path: Path) -> None:
+    # A call in flight is activity: the gateway's heartbeat keeps the idle timer from stopping
+    # the server under it (and failing the call) however long the call runs.
+    server = ROOT / "tests" / "gateway" / "stdio_server.py"
+    write(tmp_path, "servers.yaml", pool(), f"""
+        apiVersion: nmcp.nwrx.io/v1
+        kind: MCPServer
+        metadata: {{name: slow}}
+        spec:
+          command: [{VENV_BIN / "python"}, {server}]
+          idleTimeout: 3s
+        """)
+    with nmcp_up(tmp_path, log_path=tmp_path / "up.log") as up:
+        result = call_tool(up.mcp_url("slow"), "wait", {"seconds": 10})
+        assert not result.is_error, result
+        assert result.content[0].text == "waited 10.0"
