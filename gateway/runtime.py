@@ -9,7 +9,7 @@ stdio over `pods/attach`, HTTP through the server's Service).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -80,6 +80,19 @@ class Forbidden(RuntimeError_):
 
     code = "forbidden"
     http_status = 502
+
+
+def pick(refs: Iterable[ServerRef], name: str, namespace: str | None = None) -> ServerRef:
+    """The one server among `refs` that a URL's name (and namespace, if any) names."""
+    matches = [ref for ref in refs if ref.name == name and namespace in (None, ref.namespace)]
+    if not matches:
+        where = f" in namespace {namespace}" if namespace else ""
+        raise ServerNotFound(f"no MCPServer named {name!r}{where}")
+    if len(matches) > 1:
+        spaces = ", ".join(sorted(r.namespace for r in matches))
+        raise AmbiguousServer(f"{name!r} exists in several namespaces ({spaces}); "
+                              f"use /api/v1/namespaces/<namespace>/servers/{name}")
+    return matches[0]
 
 
 class StdioConnection(Protocol):

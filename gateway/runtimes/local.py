@@ -15,48 +15,32 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import gevent
 import gevent.socket
-import yaml
 
 from gateway.config import Config
 from gateway.process import LogBuffer, ServerProcess, environment
 from gateway.runtime import (
-    AmbiguousServer,
     HttpEndpoint,
     ServerNotFound,
     ServerRef,
     ServerState,
     StartFailed,
     StdioConnection,
+    pick,
 )
-from nmcp import schema
+from nmcp import manifests
 from nmcp.resources import DEFAULT_IDLE_TIMEOUT, Server, read_server
 
 log = logging.getLogger(__name__)
 
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 IDLE_CHECK_INTERVAL = 5.0
 HTTP_READY_TIMEOUT = 30.0
 
 
 class ManifestError(ValueError):
-    """Manifests that cannot be served; the message names each file and field."""
-
-
-def manifest_files(paths: Iterable[str]) -> list[Path]:
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file())
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise ManifestError(f"{raw}: no such file or directory")
-    return files
+    """Manifests that cannot be served; the message names each file, document and field."""
 
 
 def load_servers(paths: Iterable[str], namespace: str = "default") -> list[Server]:
@@ -64,30 +48,10 @@ def load_servers(paths: Iterable[str], namespace: str = "default") -> list[Serve
 
     MCPPool documents are accepted and ignored: the local runtime has no pools.
     """
-    servers: list[Server] = []
-    problems: list[str] = []
-    for file in manifest_files(paths):
-        try:
-            docs = [d for d in yaml.safe_load_all(file.read_text()) if d is not None]
-        except (OSError, yaml.YAMLError) as err:
-            problems.append(f"{file}: {err}")
-            continue
-        for doc in docs:
-            if isinstance(doc, dict) and doc.get("kind") == "MCPPool":
-                continue
-            obj, found = schema.validate(doc, namespace)
-            if obj is None:
-                problems += [f"{file}: {p}" for p in found]
-                continue
-            servers.append(read_server(obj, namespace))
-    seen: set[str] = set()
-    for server in servers:
-        if server.key in seen:
-            problems.append(f"MCPServer {server.key} is declared twice")
-        seen.add(server.key)
-    if problems:
-        raise ManifestError("invalid manifests:\n  " + "\n  ".join(problems))
-    return servers
+    loaded = manifests.load(list(paths), namespace)
+    if loaded.problems:
+        raise ManifestError("invalid manifests:\n  " + "\n  ".join(map(str, loaded.problems)))
+    return [read_server(m.obj, namespace) for m in loaded.of_kind("MCPServer")]
 
 
 @dataclass
@@ -118,15 +82,7 @@ class LocalRuntime:
         return [self._state(ref) for ref in sorted(self._entries, key=str)]
 
     def resolve(self, name: str, namespace: str | None = None) -> ServerRef:
-        matches = [ref for ref in self._entries if ref.name == name and namespace in (None, ref.namespace)]
-        if not matches:
-            where = f" in namespace {namespace}" if namespace else ""
-            raise ServerNotFound(f"no MCPServer named {name!r}{where}")
-        if len(matches) > 1:
-            spaces = ", ".join(sorted(r.namespace for r in matches))
-            raise AmbiguousServer(f"{name!r} exists in several namespaces ({spaces}); "
-                                  f"use /api/v1/namespaces/<namespace>/servers/{name}")
-        return matches[0]
+        return pick(self._entries, name, namespace)
 
     def get(self, ref: ServerRef) -> ServerState:
         self._entry(ref)

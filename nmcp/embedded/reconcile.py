@@ -33,10 +33,10 @@ import gevent.event
 from gateway.process import LogBuffer
 from hooks import sync as hooks
 from nmcp.embedded import controller as mc
-from nmcp.embedded.manifests import LoadResult, fingerprint, load
 from nmcp.embedded.observe import observed_pod
 from nmcp.embedded.pods import LocalPod
 from nmcp.embedded.store import POOL, SERVER, Store
+from nmcp.manifests import LoadResult, fingerprint, load
 from nmcp.naming import child_name
 from nmcp.resources import format_time_precise
 

@@ -37,13 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.process import LogBuffer
 from gateway.runtime import (
-    AmbiguousServer,
     HttpEndpoint,
     ServerNotFound,
     ServerRef,
     ServerState,
     StartFailed,
     StdioConnection,
+    pick,
 )
 from nmcp.embedded import logs
 from nmcp.embedded.pods import PodConnection, search_path
@@ -121,15 +121,7 @@ class EmbeddedRuntime:
 
     def resolve(self, name: str, namespace: str | None = None) -> ServerRef:
         found = [ServerRef(o["metadata"]["namespace"], o["metadata"]["name"]) for o in self.loop.store.servers()]
-        matches = [ref for ref in found if ref.name == name and namespace in (None, ref.namespace)]
-        if not matches:
-            where = f" in namespace {namespace}" if namespace else ""
-            raise ServerNotFound(f"no MCPServer named {name!r}{where}")
-        if len(matches) > 1:
-            spaces = ", ".join(sorted(r.namespace for r in matches))
-            raise AmbiguousServer(f"{name!r} exists in several namespaces ({spaces}); "
-                                  f"use /api/v1/namespaces/<namespace>/servers/{name}")
-        return matches[0]
+        return pick(found, name, namespace)
 
     def get(self, ref: ServerRef) -> ServerState:
         return self._state(self._object(ref))

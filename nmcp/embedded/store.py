@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from nmcp.embedded.manifests import Manifest
+from nmcp.manifests import Manifest
 from nmcp.resources import format_time_precise
 
 SERVER, POOL = "MCPServer", "MCPPool"

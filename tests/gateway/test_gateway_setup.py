@@ -40,7 +40,7 @@ def test_invalid_manifests_stop_the_gateway_with_the_file_and_field(tmp_path: Pa
                           env={**os.environ, "NMCP_MANIFESTS": str(bad), "NMCP_BIND": f"127.0.0.1:{free_port()}"},
                           cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0
-    assert f"{bad}: spec.transport.type" in done.stdout + done.stderr
+    assert f"{bad} (document 1): MCPServer x: spec.transport.type" in done.stdout + done.stderr
 
 
 def test_a_runtime_factory_can_be_named_by_module_and_function(tmp_path: Path) -> None:

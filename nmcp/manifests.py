@@ -1,6 +1,8 @@
 """Read MCPServer and MCPPool manifests from YAML files, as `kubectl apply -f` would take them.
 
-A path is a file or a directory (its `*.yaml` / `*.yml` files, not recursive, hidden files and
+Both local runtimes read manifests through here: `nmcp up` and `nmcp gateway --runtime local`.
+
+A path is a file or a directory (its `*.yaml` / `*.yml` / `*.json` files, not recursive, hidden files and
 editor back-ups skipped). A file may hold several documents. Each document is validated and
 defaulted against the CRD schema by `nmcp.schema.validate`; a bad document becomes a `Problem`
 naming the file, the document's position and the field, and every other document still loads.
@@ -20,7 +22,7 @@ import yaml
 
 from nmcp import schema
 
-SUFFIXES = (".yaml", ".yml")
+SUFFIXES = (".yaml", ".yml", ".json")  # JSON is YAML too
 KINDS = ("MCPServer", "MCPPool")
 
 
