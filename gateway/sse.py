@@ -17,14 +17,14 @@ import gevent.queue
 from flask import Blueprint, Response, request
 
 from gateway import routing
-from gateway.bridge import CLOSED
 from gateway.web import (
-    KEEPALIVE,
+    GONE,
     SSE_HEADERS,
     ApiError,
     check_origin,
     gateway,
     resolve,
+    session_stream,
     sse_event,
     stop,
     watch_disconnect,
@@ -32,7 +32,6 @@ from gateway.web import (
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sse", __name__)
-GONE = object()
 
 
 @bp.get("/sse")
@@ -55,15 +54,7 @@ def open_stream(name: str, namespace: str | None = None) -> Response:
         watcher = watch_disconnect(environ, lambda: session.main.put(GONE))
         try:
             yield sse_event(endpoint, "endpoint")
-            while True:
-                try:
-                    message = session.main.get(timeout=keepalive)
-                except gevent.queue.Empty:
-                    yield KEEPALIVE
-                    continue
-                if message is GONE or message is CLOSED:
-                    return
-                yield sse_event(message)
+            yield from session_stream(session.main, keepalive)
         finally:
             stop(watcher)
             gw.hub.close(session)

@@ -37,6 +37,7 @@ from flask import Blueprint, Response, jsonify, request
 from gateway import routing
 from gateway.bridge import CLOSED, HANDSHAKE_VERSIONS, MODERN_VERSIONS, Hub, Session
 from gateway.web import (
+    GONE,
     KEEPALIVE,
     SSE_HEADERS,
     Gateway,
@@ -44,6 +45,7 @@ from gateway.web import (
     gateway,
     resolve,
     rpc_error_response,
+    session_stream,
     sse_event,
     stop,
     watch_disconnect,
@@ -53,7 +55,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("streamable", __name__)
 SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
-GONE = object()
 
 
 def _modern_version(message: Any) -> str | None:
@@ -303,15 +304,7 @@ def get(name: str, namespace: str | None = None) -> Response:
         watcher = watch_disconnect(environ, lambda: session.main.put(GONE))
         try:
             yield KEEPALIVE  # headers out now: the client knows the stream is open
-            while True:
-                try:
-                    message = session.main.get(timeout=keepalive)
-                except gevent.queue.Empty:
-                    yield KEEPALIVE
-                    continue
-                if message is GONE or message is CLOSED:
-                    return
-                yield sse_event(message)
+            yield from session_stream(session.main, keepalive)
         finally:
             stop(watcher)
             session.main_attached = False

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import gevent
+import gevent.queue
 import gevent.socket
 from flask import Response, current_app, jsonify, request
 
-from gateway.bridge import Hub
+from gateway.bridge import CLOSED, Hub
 from gateway.config import Config
 from gateway.runtime import Runtime, ServerRef
 
@@ -108,6 +109,21 @@ def sse_event(data: Any, event: str = "message") -> bytes:
 
 
 KEEPALIVE = b": keepalive\n\n"
+GONE = object()  # put on a session queue when its client hangs up
+
+
+def session_stream(queue: gevent.queue.Queue, keepalive: float) -> Iterator[bytes]:
+    """SSE events for every message put on `queue`, keep-alive comments while it is quiet,
+    until the client is GONE or the session CLOSED."""
+    while True:
+        try:
+            message = queue.get(timeout=keepalive)
+        except gevent.queue.Empty:
+            yield KEEPALIVE
+            continue
+        if message is GONE or message is CLOSED:
+            return
+        yield sse_event(message)
 
 
 def watch_disconnect(environ: dict[str, Any], on_close: Callable[[], None]) -> gevent.Greenlet | None:
