@@ -207,21 +207,38 @@ def unserved(server: Server) -> bool:
                                                 or demand.requested_at > demand.last_active_at)
 
 
-def pending(server: Server, now: datetime) -> bool:
-    """A request nobody has served yet, still inside the start timeout: the server wants to run.
-
-    A request that was served already does not count, so old demand never brings back a server
-    that maxIdle eviction stopped.
-    """
+def awaited(server: Server, now: datetime) -> bool:
+    """A request no client has been served on yet, still inside the start timeout."""
     if server.deleting or server.demand.stopped_by_request or not unserved(server):
         return False
     expiry = request_expiry(server)
     return expiry is not None and now < expiry
 
 
+def started_since_request(server: Server) -> bool:
+    """The server's last Pod started after the latest request (status.startedAt, kept by its own
+    controller): a start answered that request even if no client used it (a REST `request`)."""
+    requested, started = server.demand.requested_at, server.started_at
+    # startedAt has whole seconds, as Kubernetes writes timestamps.
+    return requested is not None and started is not None and started >= requested.replace(microsecond=0)
+
+
+def pending(server: Server, now: datetime) -> bool:
+    """A request that wants a start: awaited, and no start since answered it.
+
+    A served request does not count, so old demand never brings back a server that maxIdle
+    eviction or its idle timeout stopped.
+    """
+    return awaited(server, now) and not started_since_request(server)
+
+
 def idle_running(server: Server, pod: PodView | None, now: datetime) -> bool:
-    """Running with no open session and nobody waiting for it: a candidate for maxIdle eviction."""
-    return pod is not None and pod.ready and server.demand.sessions == 0 and not pending(server, now)
+    """Running with no open session and nobody waiting for it: a candidate for maxIdle eviction.
+
+    A client that asked for the start has not opened its session yet while its request is still
+    awaited: a server just started for it is not idle.
+    """
+    return pod is not None and pod.ready and server.demand.sessions == 0 and not awaited(server, now)
 
 
 def last_demand_key(server: Server) -> tuple[float, str]:
@@ -240,8 +257,8 @@ def deadlines(server: Server, pool: Pool | None, pod: PodView | None) -> list[da
         found.append(idle_deadline(server, pool, pod))
         if pod.starting:
             found.append(start_deadline(server, pod))
-    if unserved(server):
-        found.append(request_expiry(server))  # an unserved request stops asking
+    if unserved(server) and not started_since_request(server):
+        found.append(request_expiry(server))  # an unanswered request stops asking
     elif pod is None and demand.last_demand is not None:
         found.append(demand.last_demand + _seconds(server.idle_timeout_in(pool)))  # Stopped -> IdleTimeout
     return [d for d in found if d is not None]
@@ -366,7 +383,7 @@ def verdict(server: Server, pool: Pool | None, pod: PodView | None, *, pool_pods
     last = demand.last_demand
     if last is None:
         return result(IDLE, "NeverRequested", "no client has requested it yet")
-    if unserved(server) and demand.requested_at is not None:
+    if unserved(server) and not started_since_request(server) and demand.requested_at is not None:
         return result(IDLE, "RequestExpired", f"requested at {format_time(demand.requested_at)} but not started "
                                               f"within the start timeout of {server.start_timeout:g}s")
     timeout = server.idle_timeout_in(pool)

@@ -184,6 +184,7 @@ class Server:
     deleting: bool
     labels: dict[str, str] = field(default_factory=dict)
     problems: tuple[SpecError, ...] = ()
+    started_at: datetime | None = None  # status.startedAt: when its last Pod started
 
     @property
     def key(self) -> str:
@@ -269,6 +270,7 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
 
     start_timeout = duration("startTimeout")
     labels = meta.get("labels") if isinstance(meta.get("labels"), Mapping) else {}
+    status = obj.get("status") if isinstance(obj.get("status"), Mapping) else {}
     annotations = meta.get("annotations") if isinstance(meta.get("annotations"), Mapping) else None
     return Server(
         name=str(meta.get("name", "")),
@@ -290,6 +292,7 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
         deleting=bool(meta.get("deletionTimestamp")),
         labels={str(k): str(v) for k, v in labels.items()},
         problems=tuple(problems),
+        started_at=parse_time(status.get("startedAt")),
     )
 
 

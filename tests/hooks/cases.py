@@ -230,6 +230,10 @@ case("server-sync", "idle-just-stopped",
      server_request(server("time", requested=-400, active=-200, status={
          "phase": "Stopping", "podName": "mcp-time", "startedAt": t(-390), "conditions": []}), P),
      phase("Idle", "IdleTimeout", admitted="NotRequested", stoppedAt=t(0), startedAt=t(-390)))
+case("server-sync", "idle-after-an-unused-manual-start",
+     server_request(server("manual", requested=-70, idle="30s", status={
+         "phase": "Idle", "startedAt": t(-68), "stoppedAt": t(-30), "conditions": []}), P),
+     phase("Idle", "IdleTimeout", admitted="NotRequested", startedAt=t(-68)))
 case("server-sync", "idle-stopped-by-request", server_request(server("time", requested=-100, stop=-10), P),
      phase("Idle", "StoppedByRequest"))
 case("server-sync", "idle-stopped-after-eviction", server_request(server("time", requested=-100, active=-30), P),
@@ -335,6 +339,11 @@ case("pool-sync", "full-pool-waits",
                   + [server("late", requested=-1)],
                   [pod(f"s{i}", created=-95, ready=-90) for i in range(5)]),
      plan([f"s{i}" for i in range(5)], resync=50.0, active=5, waiting=1, idle=0, at_capacity="True"))
+# Started by a REST request that no client used, then stopped by its idle timeout: the start
+# answered the request (status.startedAt), so it is not admitted again while the request is fresh.
+case("pool-sync", "request-answered-by-a-start-is-not-readmitted",
+     pool_request(pool(), [server("manual", requested=-70, idle="30s", status={"startedAt": t(-68)})]),
+     plan([], waiting=0, stopped=1, servers=1))
 case("pool-sync", "dropped-pods-hold-slots-until-gone",
      pool_request(pool(max_active=2), [server("old", requested=-300, active=-120), server("warm", requested=-30),
                                        server("next", requested=-2)],

@@ -210,3 +210,18 @@ def test_a_call_longer_than_the_idle_timeout_keeps_its_server(tmp_path: Path) ->
         result = call_tool(up.mcp_url("slow"), "wait", {"seconds": 10})
         assert not result.is_error, result
         assert result.content[0].text == "waited 10.0"
+
+
+def test_a_server_started_by_hand_and_unused_stops_once_and_stays_stopped(tmp_path: Path) -> None:
+    # POST .../request with no client: the start answers the request, so after the idle timeout
+    # the server goes back to Idle for good (not restarted until the request expires).
+    write(tmp_path, "servers.yaml", pool(), time_server("manual", spec="idleTimeout: 3s\nstartTimeout: 2m"))
+    with nmcp_up(tmp_path, log_path=tmp_path / "up.log", log_format="json") as up:
+        up.post("manual", "request")
+        up.wait_phase("manual", "Ready")
+        assert up.wait_phase("manual", "Idle")["reason"] == "IdleTimeout"
+        # Before the fix the pool re-admitted it at its next pass, well inside this window.
+        threading.Event().wait(6)
+        assert up.server("manual")["phase"] == "Idle"
+        starts = [e for e in _phase_events(up.log(), "default/manual") if e[1] == "Starting"]
+        assert len(starts) == 1, _phase_events(up.log(), "default/manual")
