@@ -18,9 +18,15 @@ test: setup lint
 	$(VENV)/pytest
 
 # Benchmarks (bench/README.md): a few minutes each, on loopback; results land in bench/results/.
-.PHONY: bench bench-gateway
-bench: bench-gateway
+.PHONY: bench bench-gateway bench-hooks bench-up
+bench: bench-hooks bench-gateway bench-up
 
 # BENCH_ARGS passes options through, e.g. BENCH_ARGS="--sessions 1,16 --rounds 1".
 bench-gateway:
 	$(VENV)/python bench/gateway_bench.py $(BENCH_ARGS)
+
+bench-hooks:
+	$(VENV)/python bench/hooks_bench.py $(BENCH_ARGS)
+
+bench-up:
+	$(VENV)/python bench/up_bench.py $(BENCH_ARGS)
