@@ -53,6 +53,19 @@ class Config:
         values["extra"] = {k: v for k, v in env.items() if k.startswith("NMCP_")}
         return cls(**values)
 
+    def seconds(self, name: str, default: float, *, allow_zero: bool = False) -> float:
+        """A runtime's own duration setting from `extra` (e.g. NMCP_KUBE_WRITE_INTERVAL)."""
+        raw = self.extra.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError as err:
+            raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from err
+        if value < 0 or (value == 0 and not allow_zero):
+            raise ConfigError(f"{name}: must be {'zero or more' if allow_zero else 'positive'}, got {raw!r}")
+        return value
+
 
 def _parse(name: str, raw: str) -> Any:
     if name == "manifests":

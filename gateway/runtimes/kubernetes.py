@@ -67,20 +67,7 @@ class KubeSettings:
 
     @classmethod
     def from_config(cls, config: Config, default_namespace: str) -> KubeSettings:
-        extra = config.extra
-
-        def number(name: str, default: float) -> float:
-            raw = extra.get(name)
-            if raw is None:
-                return default
-            try:
-                value = float(raw)
-            except ValueError as err:
-                raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from err
-            if value <= 0:
-                raise ConfigError(f"{name}: must be positive, got {raw!r}")
-            return value
-
+        number = config.seconds
         namespaces: tuple[str, ...] | None = config.namespaces or (default_namespace,)
         if ALL_NAMESPACES in namespaces:
             namespaces = None

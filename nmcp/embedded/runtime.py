@@ -218,19 +218,6 @@ class EmbeddedRuntime:
         self.loop.close()
 
 
-def _number(extra: dict[str, str], name: str, default: float) -> float:
-    raw = extra.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as err:
-        raise ValueError(f"{name}: expected a number of seconds, got {raw!r}") from err
-    if value < 0:
-        raise ValueError(f"{name}: must not be negative, got {raw!r}")
-    return value
-
-
 def create_runtime(config: Config) -> EmbeddedRuntime:
     """The runtime of `nmcp up` (`NMCP_RUNTIME=nmcp.embedded.runtime:create_runtime`); starts the loop."""
     extra = dict(config.extra)
@@ -238,7 +225,7 @@ def create_runtime(config: Config) -> EmbeddedRuntime:
     # Commands installed next to nmcp (the venv's bin) are found without activating the venv.
     path = search_path([str(Path(sys.executable).parent)])
     loop = Reconciler(list(config.manifests), namespace=extra.get("NMCP_UP_NAMESPACE", "default"),
-                      poll_interval=_number(extra, "NMCP_UP_POLL_INTERVAL", 1.0), log_lines=config.log_lines,
-                      extra_env=path, cwd=os.getcwd())
+                      poll_interval=config.seconds("NMCP_UP_POLL_INTERVAL", 1.0, allow_zero=True),
+                      log_lines=config.log_lines, extra_env=path, cwd=os.getcwd())
     loop.start()
     return EmbeddedRuntime(loop)

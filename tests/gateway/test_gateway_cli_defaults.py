@@ -1,4 +1,4 @@
-"""`nmcp gateway` picks the kubernetes runtime inside a cluster and the local one elsewhere."""
+"""`nmcp gateway` defaults and settings: the runtime it picks, and how bad settings are named."""
 
 from __future__ import annotations
 
@@ -22,3 +22,15 @@ def test_default_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, host: 
     monkeypatch.setattr(cli, "SERVICE_ACCOUNT_TOKEN", token_file)
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
     assert cli.default_runtime() == expected
+
+
+def test_runtime_durations_name_a_bad_setting() -> None:
+    from gateway.config import Config, ConfigError
+
+    config = Config.from_env({"NMCP_KUBE_WRITE_INTERVAL": "soon", "NMCP_UP_POLL_INTERVAL": "0"})
+    with pytest.raises(ConfigError, match="NMCP_KUBE_WRITE_INTERVAL: expected a number of seconds, got 'soon'"):
+        config.seconds("NMCP_KUBE_WRITE_INTERVAL", 20.0)
+    assert config.seconds("NMCP_UP_POLL_INTERVAL", 1.0, allow_zero=True) == 0.0
+    with pytest.raises(ConfigError, match="NMCP_UP_POLL_INTERVAL: must be positive"):
+        config.seconds("NMCP_UP_POLL_INTERVAL", 1.0)
+    assert config.seconds("NMCP_KUBE_PING_INTERVAL", 20.0) == 20.0
