@@ -70,7 +70,7 @@ def plan_pool(pool: Pool, servers: Sequence[Server], pods: Sequence[PodView],
                 kept.append(server)
                 if lifecycle.idle_running(server, pod, now):
                     idle_running.append(server)
-        elif runnable and lifecycle.pending(server, now):
+        elif runnable and lifecycle.pending(server, now, pool):
             waiting.append(server)
         else:
             stopped.append(server)

@@ -219,17 +219,32 @@ def started_since_request(server: Server) -> bool:
     """The server's last Pod started after the latest request (status.startedAt, kept by its own
     controller): a start answered that request even if no client used it (a REST `request`)."""
     requested, started = server.demand.requested_at, server.started_at
-    # startedAt has whole seconds, as Kubernetes writes timestamps.
-    return requested is not None and started is not None and started >= requested.replace(microsecond=0)
+    # A Kubernetes Pod's times have whole seconds: a request in the same second as the start counts
+    # as not answered, since a lost start is worse than one start too many.
+    return requested is not None and started is not None and started >= requested
 
 
-def pending(server: Server, now: datetime) -> bool:
-    """A request that wants a start: awaited, and no start since answered it.
+def in_use(server: Server, pool: Pool | None, now: datetime) -> bool:
+    """Clients hold sessions on it and it is inside its idle window.
+
+    Such a server wants to run even with no Pod: its Pod was replaced for a spec change
+    (Metacontroller's Recreate deletes now and creates at a later sync), deleted by hand, or
+    failed. maxIdle never evicts a server with sessions, so this cannot bring an evicted one back.
+    """
+    last = server.demand.last_demand
+    if server.deleting or server.demand.stopped_by_request or server.demand.sessions == 0 or last is None:
+        return False
+    return now < last + _seconds(server.idle_timeout_in(pool))
+
+
+def pending(server: Server, now: datetime, pool: Pool | None = None) -> bool:
+    """A server with no Pod that wants one: a request no start has answered yet (within the
+    start timeout), or a server in use whose Pod went away.
 
     A served request does not count, so old demand never brings back a server that maxIdle
     eviction or its idle timeout stopped.
     """
-    return awaited(server, now) and not started_since_request(server)
+    return (awaited(server, now) and not started_since_request(server)) or in_use(server, pool, now)
 
 
 def idle_running(server: Server, pod: PodView | None, now: datetime) -> bool:
@@ -338,9 +353,9 @@ def verdict(server: Server, pool: Pool | None, pod: PodView | None, *, pool_pods
         admitted = (False, "InvalidSpec", "the pool does not start a server whose spec is invalid")
     elif pool is None:
         admitted = (False, "PoolNotFound", f"pool {server.pool!r} not found in namespace {server.namespace!r}")
-    elif pending(server, now) and pool_pods >= pool.max_active:
+    elif pending(server, now, pool) and pool_pods >= pool.max_active:
         admitted = (False, "WaitingForCapacity", f"pool {pool.name} has {pool_pods}/{pool.max_active} servers running")
-    elif pending(server, now):
+    elif pending(server, now, pool):
         admitted = (False, "Scheduling", f"waiting for pool {pool.name} to create the Pod")
     else:
         admitted = (False, "NotRequested", "no client is waiting for it")
@@ -372,7 +387,7 @@ def verdict(server: Server, pool: Pool | None, pod: PodView | None, *, pool_pods
         return result(STARTING, "ContainersNotReady", f"Pod {pod.name} is running but not ready yet")
     if server.deleting:
         return result(IDLE, "Deleting", "the MCPServer is being deleted; no Pod is left")
-    if pending(server, now):
+    if pending(server, now, pool):
         if pool_pods >= pool.max_active:
             return result(REQUESTED, "WaitingForCapacity",
                           f"pool {pool.name} has {pool_pods}/{pool.max_active} servers running")

@@ -29,7 +29,17 @@ from hooks.children import desired_children
 from hooks.lifecycle import PodView, read_pod
 from hooks.schemas import CustomizeResponse, SyncResponse
 from nmcp.naming import label_value
-from nmcp.resources import API_VERSION, LABEL_POOL, Pool, Server, format_time, parse_time, read_pool, read_server
+from nmcp.resources import (
+    API_VERSION,
+    LABEL_POOL,
+    Pool,
+    Server,
+    format_time,
+    format_time_precise,
+    parse_time,
+    read_pool,
+    read_server,
+)
 
 
 def objects(groups: Any, kind: str) -> Iterator[Mapping[str, Any]]:
@@ -156,7 +166,9 @@ def _server_status(server: Server, verdict: lifecycle.Verdict, pod: PodView | No
         status["lastActiveAt"] = format_time(demand.last_active_at)
     started = pod.started_at if pod else parse_time(previous.get("startedAt"))
     if started:
-        status["startedAt"] = format_time(started)
+        # Sub-second precision where the Pod has it (nmcp up's do): whether a start answered a
+        # request (lifecycle.started_since_request) can hinge on the fraction.
+        status["startedAt"] = format_time_precise(started) if started.microsecond else format_time(started)
     # A Pod seen last time and gone now has just stopped; otherwise keep the last known stop.
     stopped = now if pod is None and previous.get("podName") else parse_time(previous.get("stoppedAt"))
     if stopped:

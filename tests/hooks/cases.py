@@ -234,6 +234,9 @@ case("server-sync", "idle-after-an-unused-manual-start",
      server_request(server("manual", requested=-70, idle="30s", status={
          "phase": "Idle", "startedAt": t(-68), "stoppedAt": t(-30), "conditions": []}), P),
      phase("Idle", "IdleTimeout", admitted="NotRequested", startedAt=t(-68)))
+case("server-sync", "requested-again-while-in-use",
+     server_request(server("edited", requested=-300, active=-10, sessions=1, status={"startedAt": t(-290)}), P),
+     phase("Requested", "Scheduling", admitted="Scheduling", resync=50.0))
 case("server-sync", "idle-stopped-by-request", server_request(server("time", requested=-100, stop=-10), P),
      phase("Idle", "StoppedByRequest"))
 case("server-sync", "idle-stopped-after-eviction", server_request(server("time", requested=-100, active=-30), P),
@@ -344,6 +347,16 @@ case("pool-sync", "full-pool-waits",
 case("pool-sync", "request-answered-by-a-start-is-not-readmitted",
      pool_request(pool(), [server("manual", requested=-70, idle="30s", status={"startedAt": t(-68)})]),
      plan([], waiting=0, stopped=1, servers=1))
+# A server in use whose Pod went away (replaced for a spec change by Metacontroller's Recreate,
+# deleted by hand) gets a new one; one whose idle timeout passed does not, sessions or not.
+case("pool-sync", "in-use-server-without-its-pod-gets-a-new-one",
+     pool_request(pool(), [server("edited", requested=-300, active=-10, sessions=1, status={"startedAt": t(-290)}),
+                           server("timed-out", requested=-300, active=-70, sessions=1, status={"startedAt": t(-290)})]),
+     plan(["edited"], resync=50.0, waiting=0, stopped=1, servers=2))
+# A new request after the last start, even within the same second, wants a new start.
+case("pool-sync", "request-after-the-last-start-is-not-lost",
+     pool_request(pool(), [server("again", requested=-9.5, idle="5s", status={"startedAt": t(-10)})]),
+     plan(["again"], resync=111.0, waiting=0, servers=1))
 case("pool-sync", "dropped-pods-hold-slots-until-gone",
      pool_request(pool(max_active=2), [server("old", requested=-300, active=-120), server("warm", requested=-30),
                                        server("next", requested=-2)],
