@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
 import requests
+from mcp.client.client import Client
+from mcp.client.sse import sse_client
 
+from tests.support import ROOT, VENV_BIN
 from tests.up.running import GUARD, alive, call_tool, nmcp_up, pool, time_server, wait_for, write
 
 IMAGE_ONLY = """
@@ -83,6 +87,41 @@ def test_added_edited_and_removed_manifests_apply_while_running(tmp_path: Path) 
         wait_for(lambda: "first" not in up.servers(), "the removed server to go")
         assert not alive(after["pid"])
         assert set(up.servers()) == {"second"}
+
+
+def test_an_edited_server_that_a_client_holds_a_session_on_is_restarted_with_its_new_spec(tmp_path: Path) -> None:
+    def manifest(marker: str) -> str:
+        return f"""
+            apiVersion: nmcp.nwrx.io/v1
+            kind: MCPServer
+            metadata: {{name: held}}
+            spec:
+              command: [{VENV_BIN / "python"}, {ROOT / "tests" / "gateway" / "stdio_server.py"}]
+              env: [{{name: MARKER, value: {marker}}}]
+            """
+    write(tmp_path, "pool.yaml", pool())
+    write(tmp_path, "held.yaml", manifest("one"))
+    with nmcp_up(tmp_path, log_path=tmp_path / "up.log") as up:
+        def details() -> dict:
+            return up.server("held")["details"]
+
+        async def main() -> tuple[int, int, int]:
+            with anyio.fail_after(GUARD):
+                # Legacy SSE: a stateful session the gateway counts (2026 stateless requests hold none).
+                async with Client(sse_client(f"{up.base}/api/v1/servers/held/sse"), mode="legacy") as client:
+                    first = int((await client.call_tool("pid", {})).content[0].text)
+                    write(tmp_path, "held.yaml", manifest("two"))
+                    # The client sends nothing: the pool starts the new spec because a session holds it.
+                    restarted = await anyio.to_thread.run_sync(lambda: wait_for(
+                        lambda: details().get("generation") == 2 and details().get("pid") not in (None, first)
+                        and up.server("held")["phase"] == "Ready" and details()["pid"],
+                        "the held server to run its new spec"))
+                    second = int((await client.call_tool("pid", {})).content[0].text)
+                    return first, restarted, second
+
+        first, restarted, second = anyio.run(main)
+        assert second == restarted != first
+        assert not alive(first)
 
 
 def test_ctrl_c_stops_every_server_process(tmp_path: Path) -> None:
