@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,17 +80,6 @@ def _duration_text(value: str) -> float | None:
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         pos = match.end()
     return total if text and pos == len(text) else None
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest readable form: 90 -> `1m30s`, 0.5 -> `500ms`."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
-    return text + (f"{secs}s" if secs or not text else "")
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -182,7 +171,6 @@ class Server:
     security_context: dict[str, Any] | None
     demand: Demand
     deleting: bool
-    labels: dict[str, str] = field(default_factory=dict)
     problems: tuple[SpecError, ...] = ()
     started_at: datetime | None = None  # status.startedAt: when its last Pod started
 
@@ -269,7 +257,6 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
         problems.append(SpecError("spec", "set an image (Kubernetes) or a command (local runtime)"))
 
     start_timeout = duration("startTimeout")
-    labels = meta.get("labels") if isinstance(meta.get("labels"), Mapping) else {}
     status = obj.get("status") if isinstance(obj.get("status"), Mapping) else {}
     annotations = meta.get("annotations") if isinstance(meta.get("annotations"), Mapping) else None
     return Server(
@@ -290,7 +277,6 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
         security_context=dict(spec["securityContext"]) if isinstance(spec.get("securityContext"), Mapping) else None,
         demand=Demand.from_annotations(annotations),
         deleting=bool(meta.get("deletionTimestamp")),
-        labels={str(k): str(v) for k, v in labels.items()},
         problems=tuple(problems),
         started_at=parse_time(status.get("startedAt")),
     )
