@@ -32,7 +32,10 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 ROOT = Path(__file__).resolve().parents[1]
-NODE_BIN = ROOT / "node_modules" / ".bin"
+sys.path.insert(0, str(ROOT))
+
+from tests.support import NODE_BIN, free_port, stop  # noqa: E402
+
 EVERYTHING = NODE_BIN / "mcp-server-everything"
 SUPERGATEWAY = NODE_BIN / "supergateway"
 NMCP = Path(sys.executable).parent / "nmcp"
@@ -83,13 +86,6 @@ ALL_TARGETS = (DIRECT, NMCP_HTTP, NMCP_SSE, SUPERGATEWAY_HTTP, SUPERGATEWAY_SSE,
 # keeps the 2.x client from probing `server/discover` first, so all targets do the same exchange.
 CLIENT_OPTIONS = {"mode": "legacy", "cache": None}
 HTTP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def direct_connect(errlog: IO[str]) -> Connect:
@@ -145,13 +141,7 @@ def process_group(argv: list[str], log: Path, ready: Callable[[], bool], what: s
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
     """Ask the leader to stop, then make sure nothing of its group is left."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop(proc)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # the group id is the leader's pid: only what we started
 

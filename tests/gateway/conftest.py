@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import NODE_BIN, ROOT, VENV_BIN, free_port, wait_http
+from tests.support import NODE_BIN, ROOT, VENV_BIN, free_port, stop, wait_http
 
 HERE = Path(__file__).resolve().parent
 PYTHON = str(VENV_BIN / "python")
@@ -89,12 +89,7 @@ def run_gateway(manifests: Path, **env: str) -> Iterator[Gateway]:
         wait_http(url + "/healthz", 30, proc)
         yield Gateway(url, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, grace=30)
         log.close()
         sys.stdout.write((manifests.parent / f"gateway-{port}.log").read_text(errors="replace")[-3000:])
 

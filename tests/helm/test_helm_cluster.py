@@ -28,7 +28,7 @@ import requests
 import yaml
 
 from tests.helm.chart import CHART, HELM_SHA256, helm, helm_sha256, values_args
-from tests.support import ROOT, VENV_BIN, free_port, wait_http
+from tests.support import ROOT, VENV_BIN, free_port, stop, wait_http
 from tests.support.kubeapi import KubeAPI
 
 pytestmark = pytest.mark.kube
@@ -229,12 +229,7 @@ def test_the_gateway_runs_with_its_service_account(install: Install, tmp_path: P
         server = json.loads(api.kubectl("get", "mcpserver", "time", "-n", ns, "-o", "json").stdout)
         assert "nmcp.nwrx.io/requested-at" in server["metadata"].get("annotations", {})
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, grace=20)
         log.seek(0)
         output = log.read()
         log.close()

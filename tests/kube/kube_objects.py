@@ -4,8 +4,6 @@ would write; the tests play both)."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 from nmcp.resources import API_VERSION
@@ -34,14 +32,3 @@ def get_server(kube: KubeAPI, ns: str, name: str) -> dict[str, Any]:
 
 def annotations(kube: KubeAPI, ns: str, name: str) -> dict[str, str]:
     return get_server(kube, ns, name)["metadata"].get("annotations") or {}
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll `check` until it is truthy (for counters that nothing signals); fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not true within {timeout}s")

@@ -22,7 +22,8 @@ from tests.kube.kube_cluster import (
     pod_status,
     run_server,
 )
-from tests.kube.kube_objects import eventually, set_status
+from tests.kube.kube_objects import set_status
+from tests.support import wait_for
 
 pytestmark = pytest.mark.kube
 
@@ -76,7 +77,7 @@ def test_a_dropped_attach_reattaches_to_the_same_process(cluster: Cluster, ns: s
     try:
         initialize(conn)
         assert cluster.kubelet.drop_attaches() == 1
-        eventually(lambda: conn.reattached == 1)
+        wait_for(lambda: conn.reattached == 1, "the attach to reconnect", 30)
         # No new initialize: the same (already initialized) process answers.
         assert '"timezone": "UTC"' in current_time(conn, 2)
         assert conn.alive

@@ -22,8 +22,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from nmcp.resources import ANN_REQUESTED_AT
 from tests.kube.kube_cluster import Cluster, patch_pod_status, pod_status, run_server, start_pod
-from tests.kube.kube_objects import annotations, eventually, mcpserver, set_status
-from tests.support import ROOT, gunicorn
+from tests.kube.kube_objects import annotations, mcpserver, set_status
+from tests.support import ROOT, gunicorn, wait_for
 from tests.support.kubeapi import KubeAPI
 
 pytestmark = pytest.mark.kube
@@ -47,6 +47,11 @@ def metacontroller(cluster: Cluster, ns: str, name: str, seen: dict[str, float])
     seen["requested"] = time.monotonic()
     set_status(cluster.kube, ns, name, phase="Requested")
     start_pod(cluster, ns, name)
+
+
+def readyz_turns(gateway: str, status: int) -> None:
+    wait_for(lambda: requests.get(f"{gateway}/readyz", timeout=10).status_code == status,
+             f"/readyz to answer {status}", 30)
 
 
 async def tools_and_time(url: str, transport: str) -> tuple[list[str], str]:
@@ -82,10 +87,10 @@ def test_a_dead_attach_shows_in_readiness(kube: KubeAPI, cluster: Cluster, ns: s
     tools, _ = anyio.run(tools_and_time, f"{gateway}/api/v1/servers/time", "http")
     assert "get_current_time" in tools
     cluster.kubelet.containers[(ns, pod)].proc.kill()  # the container dies; the Pod still says Running
-    eventually(lambda: requests.get(f"{gateway}/readyz", timeout=10).status_code == 503)
+    readyz_turns(gateway, 503)
     assert "attach to Pod" in requests.get(f"{gateway}/readyz", timeout=10).text
     set_status(kube, ns, "time", phase="Degraded")  # the hook notices the crash
-    eventually(lambda: requests.get(f"{gateway}/readyz", timeout=10).status_code == 200)
+    readyz_turns(gateway, 200)
 
 
 def test_the_next_request_after_a_container_restart_reattaches(kube: KubeAPI, cluster: Cluster, ns: str,
@@ -95,7 +100,7 @@ def test_the_next_request_after_a_container_restart_reattaches(kube: KubeAPI, cl
     assert '"timezone": "UTC"' in anyio.run(tools_and_time, url, "http")[1]
     patch_pod_status(kube, ns, pod, pod_status(restarts=1))  # what the kubelet reports...
     cluster.kubelet.restart(ns, pod)  # ...when the container restarts
-    eventually(lambda: requests.get(f"{gateway}/readyz", timeout=10).status_code == 503)
+    readyz_turns(gateway, 503)
     # The next client: the gateway attaches to the new container and initializes it again.
     assert '"timezone": "UTC"' in anyio.run(tools_and_time, url, "http")[1]
     assert len(cluster.kubelet.attach_requests) == 2

@@ -22,7 +22,8 @@ from nmcp.resources import (
     read_server,
 )
 from tests.kube.conftest import RuntimeFactory
-from tests.kube.kube_objects import annotations, eventually, get_server, mcpserver, set_status
+from tests.kube.kube_objects import annotations, get_server, mcpserver, set_status
+from tests.support import wait_for
 from tests.support.kubeapi import KubeAPI
 
 pytestmark = pytest.mark.kube
@@ -248,7 +249,7 @@ def test_watch_resumes_from_the_last_version_without_listing(kube: KubeAPI, ns: 
                                                             make_runtime: RuntimeFactory) -> None:
     runtime = make_runtime((ns,), watch_timeout=1)  # the API server ends each watch after ~1s
     informer = runtime.informers[0]
-    eventually(lambda: informer.stats.watches >= 3)
+    wait_for(lambda: informer.stats.watches >= 3, "a third watch", 30)
     kube.apply(mcpserver("after-resume"), namespace=ns)
     assert runtime.store.wait_for(lambda: any(s.server.name == "after-resume" for s in runtime.list_servers()), WAIT)
     assert informer.stats.lists == 1

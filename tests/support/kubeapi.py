@@ -38,7 +38,7 @@ import pytest
 import requests
 import yaml
 
-from tests.support import free_port
+from tests.support import free_port, stop
 
 KUBE_CACHE = Path(os.environ.get("NMCP_KUBE_CACHE", "/var/cache/nmcp"))
 APISERVER_BIN = KUBE_CACHE / "kube-apiserver-1.20.2"
@@ -78,14 +78,8 @@ def _die_with_parent(argv: list[str]) -> list[str]:
 
 
 def _stop(proc: subprocess.Popen | None, grace: float = 5) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace)  # kube-apiserver waits for open watches; nothing here needs that
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    if proc is not None:
+        stop(proc, grace)  # a short grace: kube-apiserver waits for open watches; nothing here needs that
 
 
 class KubeAPI:

@@ -11,19 +11,17 @@ import os
 import signal
 import subprocess
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import requests
 from mcp import Client
 
-from tests.support import ROOT, VENV_BIN, free_port, wait_http
+from tests.support import ROOT, VENV_BIN, free_port, stop, wait_for, wait_http
 
 GUARD = 60.0  # seconds; a failure guard, never a timing assertion
-T = TypeVar("T")
 
 
 def write(directory: Path, name: str, *documents: str) -> Path:
@@ -56,18 +54,6 @@ def time_server(name: str, *, pool: str = "default", spec: str = "") -> str:
     if spec.strip():
         text += textwrap.indent(textwrap.dedent(spec).strip() + "\n", "  ")
     return text
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = GUARD) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def descendants(pid: int) -> set[int]:
@@ -165,10 +151,4 @@ def nmcp_up(*paths: str | Path, log_path: Path, log_format: str = "text", cwd: P
         wait_http(f"{base}/readyz", GUARD, proc)
         yield Up(proc, base, log_path)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=GUARD)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc, grace=GUARD, sig=signal.SIGINT)
