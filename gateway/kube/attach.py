@@ -150,8 +150,9 @@ class AttachConnection:
                 self._ws.abort()  # the reader sees the end and decides: reattach or report
                 raise ConnectionError(f"attach to {self.name}: {err}") from err
 
-    def receive(self) -> bytes | None:
-        line = self._lines.get()
+    def receive(self, timeout: float | None = None) -> bytes | None:
+        """As `StdioConnection.receive`; with a timeout, `queue.Empty` when no line came in time."""
+        line = self._lines.get(timeout=timeout)
         if line is None:
             self._lines.put(None)  # the end stays the end for every later call
         return line

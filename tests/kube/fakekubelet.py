@@ -8,7 +8,8 @@ server multiplexes on the WebSocket with the Kubernetes channel framing, choosin
 subprotocol the way the kubelet does (first of its own it finds in the client's offer).
 
 Test controls: `drop_attaches()` cuts every attach connection (a network drop: the process
-lives on), `restart(ns, pod)` replaces the process (a container restart).
+lives on), `freeze_attaches()` makes them go silent without closing (a half-dead network: no
+output, no pongs), `restart(ns, pod)` replaces the process (a container restart).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class Container:
         self.argv = list(argv)
         self.log: list[str] = []
         self.attached: list[tuple[socket.socket, threading.Lock]] = []
+        self.frozen: set[socket.socket] = set()  # attached, but nothing gets through any more
         self.changed = threading.Condition()
         self.proc = self._spawn()
 
@@ -88,6 +90,8 @@ class Container:
                 self.log.append(line.decode("utf-8", "replace").rstrip("\n"))
                 self.changed.notify_all()
             for sock, lock in list(self.attached):
+                if sock in self.frozen:
+                    continue
                 try:
                     with lock:
                         write_frame(sock, OP_BINARY, bytes([channel]) + line)
@@ -186,6 +190,14 @@ class FakeKubelet:
                 count += 1
         return count
 
+    def freeze_attaches(self) -> int:
+        count = 0
+        for container in self.containers.values():
+            for sock, _ in list(container.attached):
+                container.frozen.add(sock)
+                count += 1
+        return count
+
     @staticmethod
     def _cut(sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
@@ -204,6 +216,9 @@ class FakeKubelet:
         container = self.containers.get((namespace, pod))
         if container is None:
             handler.send_error(404, f"no container for {namespace}/{pod}")
+            return
+        if container.proc.poll() is not None:  # what containerd answers, before any upgrade
+            handler.send_error(500, "container is in CONTAINER_EXITED state")
             return
         if handler.headers.get("Upgrade", "").lower() != "websocket":
             handler.send_error(400, "only WebSocket attach is served here")
@@ -231,7 +246,7 @@ class FakeKubelet:
                     with lock:
                         write_frame(sock, OP_CLOSE, payload[:2])
                     return
-                if opcode == OP_PING:
+                if opcode == OP_PING and sock not in container.frozen:
                     with lock:
                         write_frame(sock, OP_PONG, payload)
                 elif opcode == OP_BINARY and payload[:1] == b"\x00":
@@ -241,6 +256,7 @@ class FakeKubelet:
         finally:
             if (sock, lock) in container.attached:
                 container.attached.remove((sock, lock))
+            container.frozen.discard(sock)
             handler.close_connection = True
 
     def _logs(self, handler: BaseHTTPRequestHandler, namespace: str, pod: str, query: dict[str, list[str]]) -> None:

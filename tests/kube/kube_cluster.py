@@ -21,6 +21,8 @@ from tests.kube.kube_objects import mcpserver, set_status
 from tests.support import NODE_BIN, ROOT, VENV_BIN
 from tests.support.kubeapi import KubeAPI
 
+# A test waits this long for a line on an attach before failing (rather than hanging the suite).
+ANSWER_WITHIN = 60.0
 SERVER_ARGV = ["sh", "-c", f"echo 'time server starting' >&2; exec {VENV_BIN / 'mcp-server-time'}"]
 
 
@@ -88,7 +90,7 @@ def call(conn: AttachConnection, ident: int, method: str, params: dict[str, Any]
         message["params"] = params
     conn.send(json.dumps(message).encode())
     while True:
-        line = conn.receive()
+        line = conn.receive(timeout=ANSWER_WITHIN)
         assert line is not None, f"the attach ended: {conn.ended}"
         answer = json.loads(line)
         if answer.get("id") == ident:

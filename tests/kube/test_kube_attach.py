@@ -14,6 +14,7 @@ from gateway.runtime import ServerRef
 from gateway.runtimes.kubernetes import KubernetesRuntime
 from tests.kube.conftest import RuntimeFactory
 from tests.kube.kube_cluster import (
+    ANSWER_WITHIN,
     Cluster,
     call,
     current_time,
@@ -28,8 +29,10 @@ from tests.support import wait_for
 pytestmark = pytest.mark.kube
 
 
-def ready_runtime(make_runtime: RuntimeFactory, ns: str) -> tuple[KubernetesRuntime, ServerRef]:
-    runtime = make_runtime((ns,), ping_interval=1.0)
+def ready_runtime(make_runtime: RuntimeFactory, ns: str,
+                  ping_interval: float = 5.0) -> tuple[KubernetesRuntime, ServerRef]:
+    # Pinging through the tests, but not so often that a loaded machine's pause looks like a dead attach.
+    runtime = make_runtime((ns,), ping_interval=ping_interval)
     ref = runtime.resolve("time")
     assert runtime.store.wait_for(lambda: runtime.get(ref).phase == "Ready", 30)
     return runtime, ref
@@ -86,6 +89,22 @@ def test_a_dropped_attach_reattaches_to_the_same_process(cluster: Cluster, ns: s
         conn.close()
 
 
+def test_a_silent_attach_is_found_by_its_pings_and_replaced(cluster: Cluster, ns: str,
+                                                           make_runtime: RuntimeFactory) -> None:
+    run_server(cluster, ns)
+    runtime, ref = ready_runtime(make_runtime, ns, ping_interval=0.5)
+    conn = runtime.connect(ref)
+    assert isinstance(conn, AttachConnection)
+    try:
+        initialize(conn)
+        assert cluster.kubelet.freeze_attaches() == 1  # open, but nothing answers: no FIN will come
+        wait_for(lambda: conn.reattached >= 1, "the pings to give up on the silent attach", 30)
+        assert '"timezone": "UTC"' in current_time(conn, 2)
+        assert conn.alive
+    finally:
+        conn.close()
+
+
 def test_a_restarted_container_ends_the_stream_and_is_reported(cluster: Cluster, ns: str,
                                                                make_runtime: RuntimeFactory) -> None:
     pod = run_server(cluster, ns)
@@ -95,8 +114,8 @@ def test_a_restarted_container_ends_the_stream_and_is_reported(cluster: Cluster,
     initialize(conn)
     patch_pod_status(cluster.kube, ns, pod, pod_status(restarts=1))  # what the kubelet reports...
     cluster.kubelet.restart(ns, pod)  # ...when the container restarts
-    assert conn.receive() is None  # the session sees the end: no zombie
-    assert conn.receive() is None  # and keeps seeing it
+    assert conn.receive(timeout=ANSWER_WITHIN) is None  # the session sees the end: no zombie
+    assert conn.receive(timeout=ANSWER_WITHIN) is None  # and keeps seeing it
     assert not conn.alive
     with pytest.raises(ConnectionError, match="ended"):
         conn.send(b'{"jsonrpc": "2.0", "id": 9, "method": "ping"}')
@@ -121,7 +140,7 @@ def test_container_exit_is_reported_with_its_code(cluster: Cluster, ns: str, mak
     assert isinstance(conn, AttachConnection)
     initialize(conn)
     cluster.kubelet.containers[(ns, pod)].proc.kill()
-    assert conn.receive() is None
+    assert conn.receive(timeout=ANSWER_WITHIN) is None
     assert conn.ended is not None and "exit code" in conn.ended
     assert not runtime.ready()[0]
     set_status(cluster.kube, ns, "time", phase="Degraded")  # the hook sees the crash: no longer a live attach

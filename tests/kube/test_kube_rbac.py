@@ -21,7 +21,7 @@ def test_the_charts_gateway_role_is_enough(cluster: Cluster, ns: str, gateway_ku
                                            make_runtime: RuntimeFactory) -> None:
     run_server(cluster, ns, "time")
     cluster.kube.apply(mcpserver("idle"), namespace=ns)
-    runtime = make_runtime((ns,), kubeconfig=gateway_kubeconfig, ping_interval=1.0)
+    runtime = make_runtime((ns,), kubeconfig=gateway_kubeconfig)
     assert runtime.ready() == (True, "")  # list + watch of MCPServers and Pods
     assert sorted(s.server.name for s in runtime.list_servers()) == ["idle", "time"]
     runtime.request(runtime.resolve("idle"))  # patch
