@@ -92,7 +92,7 @@ def test_a_dropped_attach_reattaches_to_the_same_process(cluster: Cluster, ns: s
 def test_a_silent_attach_is_found_by_its_pings_and_replaced(cluster: Cluster, ns: str,
                                                            make_runtime: RuntimeFactory) -> None:
     run_server(cluster, ns)
-    runtime, ref = ready_runtime(make_runtime, ns, ping_interval=0.5)
+    runtime, ref = ready_runtime(make_runtime, ns, ping_interval=1.0)
     conn = runtime.connect(ref)
     assert isinstance(conn, AttachConnection)
     try:
