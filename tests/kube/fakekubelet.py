@@ -182,21 +182,20 @@ class FakeKubelet:
             self._cut(sock)
         container.restart()
 
+    def _attachments(self) -> list[tuple[Container, socket.socket]]:
+        return [(container, sock) for container in self.containers.values() for sock, _ in list(container.attached)]
+
     def drop_attaches(self) -> int:
-        count = 0
-        for container in self.containers.values():
-            for sock, _ in list(container.attached):
-                self._cut(sock)
-                count += 1
-        return count
+        attachments = self._attachments()
+        for _, sock in attachments:
+            self._cut(sock)
+        return len(attachments)
 
     def freeze_attaches(self) -> int:
-        count = 0
-        for container in self.containers.values():
-            for sock, _ in list(container.attached):
-                container.frozen.add(sock)
-                count += 1
-        return count
+        attachments = self._attachments()
+        for container, sock in attachments:
+            container.frozen.add(sock)
+        return len(attachments)
 
     @staticmethod
     def _cut(sock: socket.socket) -> None:
