@@ -116,9 +116,13 @@ class Container:
                 self.changed.notify_all()
 
     def write_stdin(self, data: bytes) -> None:
+        """Input for the process. Input that arrives after it exited is lost, as on a real kubelet:
+        the attach stays open until the pump has sent the exit status (closing it here would
+        race that status and look like a network drop)."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
+        with contextlib.suppress(OSError, ValueError):  # a broken pipe; stdin closed by a restart
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
 
     def restart(self) -> None:
         old = self.proc

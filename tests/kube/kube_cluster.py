@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,7 +91,10 @@ def call(conn: AttachConnection, ident: int, method: str, params: dict[str, Any]
         message["params"] = params
     conn.send(json.dumps(message).encode())
     while True:
-        line = conn.receive(timeout=ANSWER_WITHIN)
+        try:
+            line = conn.receive(timeout=ANSWER_WITHIN)
+        except queue.Empty:
+            raise AssertionError(f"no answer to {method} within {ANSWER_WITHIN:g}s") from None
         assert line is not None, f"the attach ended: {conn.ended}"
         answer = json.loads(line)
         if answer.get("id") == ident:
