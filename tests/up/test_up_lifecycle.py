@@ -155,10 +155,16 @@ def test_isolated_sessions_get_processes_of_their_own_that_end_with_them(tmp_pat
             assert json.loads(result.content[0].text)["timezone"] == zone
         assert up.server("own")["phase"] == "Ready"
         wait_for(lambda: "sessionProcesses" not in up.server("own")["details"], "session processes to end")
-        log = up.log()
-        started = len(re.findall(r"mcp-own-session: .*started pid", log))
+
+        def exits_logged() -> tuple[int, int] | None:
+            # A process leaves the details when it is reaped; its "exited" line follows a moment later.
+            log = up.log()
+            started = len(re.findall(r"mcp-own-session: .*started pid", log))
+            exited = len(re.findall(r"mcp-own-session: .*process \d+ exited", log))
+            return (started, exited) if started == exited else None
+
+        started, _ = wait_for(exits_logged, "an 'exited' line for every session process started", 30)
         assert started >= 2  # at least one per client (the gateway may open more per client connection)
-        assert len(re.findall(r"mcp-own-session: .*process \d+ exited", log)) == started
         time_processes = [p for p in up.processes() if "mcp-server-time" in _cmdline(p)]
         assert len(time_processes) == 1  # the Pod's own process, holding the server's place in its pool
 
