@@ -181,6 +181,7 @@ def test_wait_ready_rerequests_a_server_that_stopped_meanwhile(kube: KubeAPI, ns
     runtime.request(ref)  # Ready: only activity, nothing written
     assert ANN_REQUESTED_AT not in annotations(kube, ns, "again")
     set_status(kube, ns, "again", phase="Stopping")  # ...but it was just being stopped
+    assert runtime.store.wait_for(lambda: runtime.get(ref).phase == "Stopping", WAIT)  # as the gateway sees it
 
     def metacontroller() -> None:
         deadline = time.monotonic() + WAIT
@@ -188,9 +189,13 @@ def test_wait_ready_rerequests_a_server_that_stopped_meanwhile(kube: KubeAPI, ns
             time.sleep(0.1)
         set_status(kube, ns, "again", phase="Ready")
 
-    threading.Thread(target=metacontroller, daemon=True).start()
-    assert runtime.wait_ready(ref, WAIT).phase == "Ready"
-    assert ANN_REQUESTED_AT in annotations(kube, ns, "again")
+    hooks = threading.Thread(target=metacontroller, daemon=True)
+    hooks.start()
+    try:
+        assert runtime.wait_ready(ref, WAIT).phase == "Ready"
+        assert ANN_REQUESTED_AT in annotations(kube, ns, "again")
+    finally:
+        hooks.join(WAIT + 10)  # never left running into the next test (which restarts the API server)
 
 
 def test_wait_ready_fails_at_once_on_a_permanent_problem(kube: KubeAPI, ns: str, make_runtime: RuntimeFactory) -> None:
