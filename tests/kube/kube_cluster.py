@@ -84,6 +84,14 @@ def patch_pod_status(kube: KubeAPI, ns: str, pod: str, status: dict[str, Any]) -
                          timeout=10).raise_for_status()
 
 
+def receive(conn: AttachConnection, what: str) -> bytes | None:
+    """The next stdout line of the attach (None once it ended); fails naming `what` rather than hang."""
+    try:
+        return conn.receive(timeout=ANSWER_WITHIN)
+    except queue.Empty:
+        raise AssertionError(f"no {what} within {ANSWER_WITHIN:g}s") from None
+
+
 def call(conn: AttachConnection, ident: int, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """One JSON-RPC request over the attach; the answer with the same id (notifications skipped)."""
     message: dict[str, Any] = {"jsonrpc": "2.0", "id": ident, "method": method}
@@ -91,10 +99,7 @@ def call(conn: AttachConnection, ident: int, method: str, params: dict[str, Any]
         message["params"] = params
     conn.send(json.dumps(message).encode())
     while True:
-        try:
-            line = conn.receive(timeout=ANSWER_WITHIN)
-        except queue.Empty:
-            raise AssertionError(f"no answer to {method} within {ANSWER_WITHIN:g}s") from None
+        line = receive(conn, f"an answer to {method}")
         assert line is not None, f"the attach ended: {conn.ended}"
         answer = json.loads(line)
         if answer.get("id") == ident:
