@@ -27,7 +27,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from nmcp.naming import child_name, label_value
-from nmcp.resources import GROUP, LABEL_POOL, LABEL_SERVER, Pool, Server, SpecError, format_time, parse_time
+from nmcp.resources import (
+    ANN_ANSWERS_REQUEST,
+    ANN_SPEC_HASH,
+    GROUP,
+    LABEL_POOL,
+    LABEL_SERVER,
+    Pool,
+    Server,
+    SpecError,
+    format_time,
+    parse_time,
+)
 
 RUNTIME_ANNOTATION = f"{GROUP}/runtime"
 RUNTIMES = ("kubernetes", "local")
@@ -83,6 +94,8 @@ class PodView:
     unschedulable_message: str | None
     status_reason: str  # Pod-level status.reason / message, e.g. Evicted
     status_message: str
+    answers: str = ""  # the request it was started for (annotation, as written by the pool)
+    spec_hash: str = ""  # of the Pod spec it was built with (annotation)
 
     @property
     def ready(self) -> bool:
@@ -102,6 +115,10 @@ class PodView:
     def started_at(self) -> datetime | None:
         return self.ready_at or self.created_at
 
+    @property
+    def answered_at(self) -> datetime | None:
+        return parse_time(self.answers)
+
 
 def _map(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
@@ -119,7 +136,7 @@ def read_pod(obj: Mapping[str, Any]) -> PodView:
     timed out, and its idle timeout counts from the last request only.
     """
     meta, status = _map(obj.get("metadata")), _map(obj.get("status"))
-    labels = _map(meta.get("labels"))
+    labels, annotations = _map(meta.get("labels")), _map(meta.get("annotations"))
     ready_at = unschedulable = None
     for raw in _list(status.get("conditions")):
         cond = _map(raw)
@@ -157,6 +174,8 @@ def read_pod(obj: Mapping[str, Any]) -> PodView:
         unschedulable_message=unschedulable,
         status_reason=str(status.get("reason") or ""),
         status_message=str(status.get("message") or ""),
+        answers=str(annotations.get(ANN_ANSWERS_REQUEST) or ""),
+        spec_hash=str(annotations.get(ANN_SPEC_HASH) or ""),
     )
 
 
@@ -215,13 +234,14 @@ def awaited(server: Server, now: datetime) -> bool:
     return expiry is not None and now < expiry
 
 
-def started_since_request(server: Server) -> bool:
-    """The server's last Pod started after the latest request (status.startedAt, kept by its own
-    controller): a start answered that request even if no client used it (a REST `request`)."""
-    requested, started = server.demand.requested_at, server.started_at
-    # A Kubernetes Pod's times have whole seconds: a request in the same second as the start counts
-    # as not answered, since a lost start is worse than one start too many.
-    return requested is not None and started is not None and started >= requested
+def request_answered(server: Server) -> bool:
+    """A start answered the latest request, even if no client used it since (a REST `request`).
+
+    `answered_at` is a request time recorded when its Pod was made, so the comparison is exact:
+    a request that came after that start is not answered.
+    """
+    requested, answered = server.demand.requested_at, server.answered_at
+    return requested is not None and answered is not None and answered >= requested
 
 
 def in_use(server: Server, pool: Pool | None, now: datetime) -> bool:
@@ -244,7 +264,7 @@ def pending(server: Server, now: datetime, pool: Pool | None = None) -> bool:
     A served request does not count, so old demand never brings back a server that maxIdle
     eviction or its idle timeout stopped.
     """
-    return (awaited(server, now) and not started_since_request(server)) or in_use(server, pool, now)
+    return (awaited(server, now) and not request_answered(server)) or in_use(server, pool, now)
 
 
 def idle_running(server: Server, pod: PodView | None, now: datetime) -> bool:
@@ -272,7 +292,7 @@ def deadlines(server: Server, pool: Pool | None, pod: PodView | None) -> list[da
         found.append(idle_deadline(server, pool, pod))
         if pod.starting:
             found.append(start_deadline(server, pod))
-    if unserved(server) and not started_since_request(server):
+    if unserved(server) and not request_answered(server):
         found.append(request_expiry(server))  # an unanswered request stops asking
     elif pod is None and demand.last_demand is not None:
         found.append(demand.last_demand + _seconds(server.idle_timeout_in(pool)))  # Stopped -> IdleTimeout
@@ -321,7 +341,7 @@ def _pod_failure(server: Server, pod: PodView, now: datetime) -> tuple[str, str]
     return None
 
 
-def _stopping_reason(server: Server, pool: Pool | None, pod: PodView, pool_pods: int,
+def _stopping_reason(server: Server, pool: Pool | None, pod: PodView, *, pool_pods: int, outdated: bool,
                      now: datetime) -> tuple[str, str] | None:
     """(reason, message) when the Pod is on its way out (or will be at the pool's next sync)."""
     pool_name = server.pool
@@ -334,6 +354,11 @@ def _stopping_reason(server: Server, pool: Pool | None, pod: PodView, pool_pods:
     if timed_out:
         timeout = server.idle_timeout_in(pool)
         return "IdleTimeout", f"no requests for the idle timeout of {timeout:g}s; stopping Pod {pod.name}"
+    if outdated:
+        if in_use(server, pool, now):
+            return None  # replaced, not stopped: the verdict says Updating
+        return "SpecChanged", (f"the spec changed and no client holds a session; Pod {pod.name} stops and "
+                               "the next request starts the new spec")
     if pod.terminating:
         # The pool evicts only while it runs more Pods than maxIdle; otherwise someone else
         # (a drain, a `kubectl delete pod`, the local runtime closing a connection) stops it.
@@ -344,8 +369,13 @@ def _stopping_reason(server: Server, pool: Pool | None, pod: PodView, pool_pods:
 
 
 def verdict(server: Server, pool: Pool | None, pod: PodView | None, *, pool_pods: int,
-            problems: Sequence[SpecError], now: datetime) -> Verdict:
-    """The phase of one server, from its demand, its pool (None: missing), its Pod and the pool's Pod count."""
+            problems: Sequence[SpecError], now: datetime, outdated: bool = False) -> Verdict:
+    """The phase of one server, from its demand, its pool (None: missing), its Pod and the pool's Pod count.
+
+    `outdated`: the Pod was built from an earlier spec (or pool defaults) than the current one.
+    Metacontroller replaces such a Pod; until the new one is ready the server is `Updating`, never
+    `Ready` at the new generation.
+    """
     pod_name = pod.name if pod else child_name(server.name)
     if pod is not None:
         admitted = (True, "PodCreated", f"pool {server.pool} runs it in Pod {pod.name}")
@@ -371,10 +401,12 @@ def verdict(server: Server, pool: Pool | None, pod: PodView | None, *, pool_pods
         if pod.failed:
             why = ": ".join(s for s in (pod.status_reason, pod.status_message) if s) or "its containers exited"
             return result(DEGRADED, "PodFailed", f"Pod {pod.name} failed: {why}")
-        if pod.terminating or not keep_running(server, pool, pod, now):
-            stopping = _stopping_reason(server, pool, pod, pool_pods, now)
+        if pod.terminating or outdated or not keep_running(server, pool, pod, now):
+            stopping = _stopping_reason(server, pool, pod, pool_pods=pool_pods, outdated=outdated, now=now)
             if stopping is not None:
                 return result(STOPPING, *stopping)
+        if outdated:
+            return result(STARTING, "Updating", f"Pod {pod.name} runs an earlier spec; it is being replaced")
         failure = _pod_failure(server, pod, now)
         if failure is not None:
             return result(DEGRADED, *failure)
@@ -398,7 +430,7 @@ def verdict(server: Server, pool: Pool | None, pod: PodView | None, *, pool_pods
     last = demand.last_demand
     if last is None:
         return result(IDLE, "NeverRequested", "no client has requested it yet")
-    if unserved(server) and not started_since_request(server) and demand.requested_at is not None:
+    if unserved(server) and not request_answered(server) and demand.requested_at is not None:
         return result(IDLE, "RequestExpired", f"requested at {format_time(demand.requested_at)} but not started "
                                               f"within the start timeout of {server.start_timeout:g}s")
     timeout = server.idle_timeout_in(pool)

@@ -3,11 +3,16 @@
     sync_pool(request, now)      MCPPool sync and finalize (request["finalizing"])
     sync_server(request, now)    MCPServer sync and finalize
     customize_pool(request)      MCPPool relates the MCPServers of its namespace
-    customize_server(request)    MCPServer relates its pool and the pool's Pods
+    customize_server(request)    MCPServer relates its pool and its own Pod
 
 The pool is the one decision point for Pods (`admission.plan_pool`); a server only reports its
 own phase (`lifecycle.verdict`). Both read the same definitions, so they agree. `nmcp up` builds
 Metacontroller-shaped requests and calls these functions directly.
+
+Each controller decides from data it owns or observes directly, never from the other's status,
+which lags by seconds to a minute under load. Whether a start answered a request is recorded by
+the pool itself: on the Pod it makes (annotation `answers-request`) and, once that Pod is gone,
+in its own `status.answeredRequests` for as long as the request could still ask for a start.
 
 Hook versions: the keys of `children` and `related` differ between v1 (`name`) and v2
 (`namespace/name`), so they are never read; objects are found by their type's kind and checked
@@ -19,19 +24,19 @@ state (condition times are carried over), so a sync never triggers another one b
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from hooks import lifecycle
 from hooks.admission import plan_pool
-from hooks.children import desired_children
+from hooks.children import desired_children, new_pod_spec, spec_hash
 from hooks.lifecycle import PodView, read_pod
 from hooks.schemas import CustomizeResponse, SyncResponse
-from nmcp.naming import label_value
+from nmcp.naming import child_name, label_value
 from nmcp.resources import (
     API_VERSION,
-    LABEL_POOL,
     Pool,
     Server,
     format_time,
@@ -66,17 +71,22 @@ def _namespace(parent: Mapping[str, Any]) -> str:
 
 
 def _pool_status(pool: Pool, *, active: int, idle: int, waiting: int, stopped: int, servers: int,
-                 ready: tuple[bool, str, str], previous: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+                 ready: tuple[bool, str, str], previous: Mapping[str, Any], now: datetime,
+                 answered: Mapping[str, str] | None = None) -> dict[str, Any]:
     old = previous.get("conditions")
     full = active >= pool.max_active
     running = f"{active}/{pool.max_active} servers running"
     capacity = (True, "PoolFull", f"{running}, {waiting} waiting") if full else (False, "HasCapacity", running)
-    return {
+    status: dict[str, Any] = {
         "active": active,
         "idle": idle,
         "waiting": waiting,
         "stopped": stopped,
         "servers": servers,
+    }
+    if answered:
+        status["answeredRequests"] = dict(sorted(answered.items()))
+    return status | {
         "conditions": [
             lifecycle.condition("Ready", *ready, generation=pool.generation, previous=old, now=now),
             lifecycle.condition("AtCapacity", *capacity, generation=pool.generation, previous=old, now=now),
@@ -95,6 +105,32 @@ def _pool_servers(request: Mapping[str, Any], pool: Pool) -> list[Server]:
         if server.pool == pool.name and server.namespace == pool.namespace:
             servers[server.key] = server
     return [servers[key] for key in sorted(servers)]
+
+
+def _with_answer(server: Server, pod: PodView | None, pool: Pool | None) -> Server:
+    """`server` with the latest request a start of it answered, from its Pod and the pool's record."""
+    times = [t for t in (pod.answered_at if pod else None, pool.answered.get(server.name) if pool else None) if t]
+    return dataclasses.replace(server, answered_at=max(times)) if times else server
+
+
+def _answers(server: Server, pods: Mapping[str, PodView]) -> str | None:
+    """The answers-request annotation of a server's desired Pod.
+
+    A Pod that runs keeps the value it was made with (a changed annotation would read as a change
+    of the Pod, and `Recreate` would replace it); a new Pod answers the latest request.
+    """
+    pod = pods.get(label_value(server.name))
+    if pod is not None:
+        return pod.answers or None
+    requested = server.demand.requested_at
+    return format_time_precise(requested) if requested else None
+
+
+def _answered_requests(servers: Sequence[Server], now: datetime) -> dict[str, str]:
+    """What the pool remembers in its status once a Pod is gone: each answered request that is
+    still recent enough to ask for a start (older ones cannot, so the record stays small)."""
+    return {s.name: format_time_precise(s.answered_at) for s in servers
+            if s.answered_at is not None and lifecycle.request_answered(s) and lifecycle.awaited(s, now)}
 
 
 def sync_pool(request: Mapping[str, Any], now: datetime) -> SyncResponse:
@@ -119,15 +155,23 @@ def sync_pool(request: Mapping[str, Any], now: datetime) -> SyncResponse:
                               ready=ready, previous=previous, now=now)
         return {"status": status, "children": [], "finalized": left == 0}
 
+    by_label = {pod.server_label: pod for pod in pods}
+    servers = [_with_answer(s, by_label.get(label_value(s.name)), pool) for s in servers]
     problems = {s.key: lifecycle.spec_problems(s, runtime) for s in servers}
     plan = plan_pool(pool, servers, pods, problems, now)
     waiting = len(plan.waiting)
-    ready = (True, "Reconciled", f"{plan.occupied}/{pool.max_active} servers running, {waiting} waiting")
+    if pool.problems:
+        invalid = "; ".join(f"{p.field}: {p.message}" for p in pool.problems)
+        ready = (False, "InvalidSpec", f"{invalid} (servers run without these defaults)")
+    else:
+        ready = (True, "Reconciled", f"{plan.occupied}/{pool.max_active} servers running, {waiting} waiting")
     status = _pool_status(pool, active=plan.occupied, idle=len(plan.idle), waiting=waiting,
-                          stopped=len(plan.stopped), servers=len(servers), ready=ready, previous=previous, now=now)
+                          stopped=len(plan.stopped), servers=len(servers), ready=ready, previous=previous, now=now,
+                          answered=_answered_requests(servers, now))
     response: SyncResponse = {
         "status": status,
-        "children": [child for server in plan.running for child in desired_children(server, pool)],
+        "children": [child for server in plan.running
+                     for child in desired_children(server, pool, _answers(server, by_label))],
     }
     if plan.resync_after:
         response["resyncAfterSeconds"] = plan.resync_after
@@ -166,8 +210,7 @@ def _server_status(server: Server, verdict: lifecycle.Verdict, pod: PodView | No
         status["lastActiveAt"] = format_time(demand.last_active_at)
     started = pod.started_at if pod else parse_time(previous.get("startedAt"))
     if started:
-        # Sub-second precision where the Pod has it (nmcp up's do): whether a start answered a
-        # request (lifecycle.started_since_request) can hinge on the fraction.
+        # Sub-second precision where the Pod has it (nmcp up's do).
         status["startedAt"] = format_time_precise(started) if started.microsecond else format_time(started)
     # A Pod seen last time and gone now has just stopped; otherwise keep the last known stop.
     stopped = now if pod is None and previous.get("podName") else parse_time(previous.get("stoppedAt"))
@@ -188,21 +231,19 @@ def _related_pool(request: Mapping[str, Any], server: Server) -> Pool | None:
     return None
 
 
-def _pool_pods(request: Mapping[str, Any], server: Server) -> Sequence[PodView]:
-    label = label_value(server.pool)
-    pods = (read_pod(obj) for obj in objects(request.get("related"), "Pod"))
-    return [p for p in pods if p.pool_label == label and p.namespace in ("", server.namespace)]
-
-
 def sync_server(request: Mapping[str, Any], now: datetime) -> SyncResponse:
     """MCPServer sync (phase, conditions, timestamps) and finalize (done once its Pod is gone)."""
     parent = request["parent"]
     server = read_server(parent)
     pool = _related_pool(request, server)
-    pool_pods = _pool_pods(request, server)
-    pod = lifecycle.own_pod(server, pool_pods)
+    pod = lifecycle.own_pod(server, (read_pod(obj) for obj in objects(request.get("related"), "Pod")))
+    server = _with_answer(server, pod, pool)
     problems = lifecycle.spec_problems(server, lifecycle.runtime_of(request.get("controller")))
-    verdict = lifecycle.verdict(server, pool, pod, pool_pods=len(pool_pods), problems=problems, now=now)
+    outdated = pod is not None and pod.spec_hash != spec_hash(new_pod_spec(server, pool))
+    # How full the pool is only shapes a message (WaitingForCapacity), so the pool's own last
+    # count will do; counting its Pods here would re-sync every server on every Pod event.
+    verdict = lifecycle.verdict(server, pool, pod, pool_pods=pool.active if pool else 0, problems=problems,
+                                now=now, outdated=outdated)
     response: SyncResponse = {
         "status": _server_status(server, verdict, pod, _previous_status(parent), now),
         "children": [],
@@ -218,10 +259,9 @@ def sync_server(request: Mapping[str, Any], now: datetime) -> SyncResponse:
 
 
 def customize_server(request: Mapping[str, Any]) -> CustomizeResponse:
-    """A server relates its pool (by name) and the Pods of that pool (by label)."""
+    """A server relates its pool and its own Pod, both by name: no other Pod's events sync it."""
     server = read_server(request["parent"])
     return {"relatedResources": [
         {"apiVersion": API_VERSION, "resource": "mcppools", "namespace": server.namespace, "names": [server.pool]},
-        {"apiVersion": "v1", "resource": "pods", "namespace": server.namespace,
-         "labelSelector": {"matchLabels": {LABEL_POOL: label_value(server.pool)}}},
+        {"apiVersion": "v1", "resource": "pods", "namespace": server.namespace, "names": [child_name(server.name)]},
     ]}

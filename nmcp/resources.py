@@ -13,9 +13,11 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from nmcp.quantity import canonical_quantity
 
 GROUP = "nmcp.nwrx.io"
 VERSION = "v1"
@@ -26,6 +28,10 @@ ANN_REQUESTED_AT = f"{GROUP}/requested-at"  # a client needs the server running
 ANN_LAST_ACTIVE_AT = f"{GROUP}/last-active-at"  # the server served a request
 ANN_STOP_REQUESTED_AT = f"{GROUP}/stop-requested-at"  # someone asked for it to stop
 ANN_SESSIONS = f"{GROUP}/sessions"  # open client sessions (an integer)
+
+# Written by the pool on the Pods it makes: the request a Pod answers, and the spec it runs.
+ANN_ANSWERS_REQUEST = f"{GROUP}/answers-request"
+ANN_SPEC_HASH = f"{GROUP}/spec-hash"
 
 # Labels on the Pods and Services made for a server.
 LABEL_SERVER = f"{GROUP}/server"
@@ -172,7 +178,10 @@ class Server:
     demand: Demand
     deleting: bool
     problems: tuple[SpecError, ...] = ()
-    started_at: datetime | None = None  # status.startedAt: when its last Pod started
+    # The latest request a start of this server answered. Each hook fills it from what its own
+    # controller owns or observes (the Pod's answers-request annotation, the pool's status),
+    # never from the other controller's status, which lags.
+    answered_at: datetime | None = None
 
     @property
     def key(self) -> str:
@@ -195,6 +204,48 @@ class Pool:
     default_idle_timeout: float
     default_resources: dict[str, Any] | None
     deleting: bool
+    problems: tuple[SpecError, ...] = ()
+    # From the pool's own status: what its last sync counted and recorded.
+    active: int = 0
+    answered: Mapping[str, datetime] = field(default_factory=dict)
+
+
+def read_resources(raw: Any, field: str) -> tuple[dict[str, dict[str, str]] | None, list[SpecError]]:
+    """Container resources with every quantity in the form the API server stores (see
+    nmcp.quantity), and the problems found; None when there are none to set."""
+    if raw is None:
+        return None, []
+    if not isinstance(raw, Mapping):
+        return None, [SpecError(field, f"expected limits and requests, got {raw!r}")]
+    result: dict[str, dict[str, str]] = {}
+    problems: list[SpecError] = []
+    for part in ("limits", "requests"):
+        values = raw.get(part)
+        if values is None:
+            continue
+        if not isinstance(values, Mapping):
+            problems.append(SpecError(f"{field}.{part}", f"expected a map of quantities, got {values!r}"))
+            continue
+        for name, value in values.items():
+            where = f"{field}.{part}.{name}"
+            try:
+                quantity = canonical_quantity(value)
+            except ValueError as err:
+                problems.append(SpecError(where, str(err)))
+                continue
+            if quantity.startswith("-"):
+                problems.append(SpecError(where, f"must not be negative, got {value!r}"))
+                continue
+            result.setdefault(part, {})[str(name)] = quantity
+    return (result or None), problems
+
+
+def read_answered(raw: Any) -> dict[str, datetime]:
+    """A pool's `status.answeredRequests`: server name -> the request its last start answered."""
+    if not isinstance(raw, Mapping):
+        return {}
+    times = {str(name): parse_time(value) for name, value in raw.items()}
+    return {name: value for name, value in times.items() if value is not None}
 
 
 def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -257,7 +308,8 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
         problems.append(SpecError("spec", "set an image (Kubernetes) or a command (local runtime)"))
 
     start_timeout = duration("startTimeout")
-    status = obj.get("status") if isinstance(obj.get("status"), Mapping) else {}
+    resources, resource_problems = read_resources(spec.get("resources"), "spec.resources")
+    problems.extend(resource_problems)
     annotations = meta.get("annotations") if isinstance(meta.get("annotations"), Mapping) else None
     return Server(
         name=str(meta.get("name", "")),
@@ -273,12 +325,11 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
         idle_timeout=duration("idleTimeout"),
         start_timeout=start_timeout if start_timeout else DEFAULT_START_TIMEOUT,
         isolation=str(spec.get("isolation") or "shared"),
-        resources=dict(spec["resources"]) if isinstance(spec.get("resources"), Mapping) else None,
+        resources=resources,
         security_context=dict(spec["securityContext"]) if isinstance(spec.get("securityContext"), Mapping) else None,
         demand=Demand.from_annotations(annotations),
         deleting=bool(meta.get("deletionTimestamp")),
         problems=tuple(problems),
-        started_at=parse_time(status.get("startedAt")),
     )
 
 
@@ -292,6 +343,9 @@ def read_pool(obj: Mapping[str, Any], default_namespace: str = "default") -> Poo
         idle = DEFAULT_IDLE_TIMEOUT
     max_active = spec.get("maxActive", 10)
     max_idle = spec.get("maxIdle", 2)
+    resources, problems = read_resources(spec.get("defaultResources"), "spec.defaultResources")
+    status = obj.get("status") if isinstance(obj.get("status"), Mapping) else {}
+    active = status.get("active")
     return Pool(
         name=str(meta.get("name", "")),
         namespace=str(meta.get("namespace") or default_namespace),
@@ -300,6 +354,9 @@ def read_pool(obj: Mapping[str, Any], default_namespace: str = "default") -> Poo
         max_active=max_active if isinstance(max_active, int) and max_active >= 0 else 10,
         max_idle=max_idle if isinstance(max_idle, int) and max_idle >= 0 else 2,
         default_idle_timeout=idle,
-        default_resources=dict(spec["defaultResources"]) if isinstance(spec.get("defaultResources"), Mapping) else None,
+        default_resources=resources,
         deleting=bool(meta.get("deletionTimestamp")),
+        problems=tuple(problems),
+        active=active if isinstance(active, int) and not isinstance(active, bool) and active >= 0 else 0,
+        answered=read_answered(status.get("answeredRequests")),
     )

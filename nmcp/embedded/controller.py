@@ -156,6 +156,7 @@ def plan_pods(owner: str, desired: Sequence[Mapping[str, Any]], observed: Mappin
     return PodActions(tuple(create), tuple(sorted(delete)))
 
 
-def _runs(pod: Mapping[str, Any]) -> tuple[Any, Any]:
-    """The parts of a Pod that decide what runs; a change in them replaces the process."""
-    return pod.get("spec"), (pod.get("metadata") or {}).get("labels")
+def _runs(pod: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """The parts of a Pod the hooks write; as under Metacontroller, a change in any replaces it."""
+    meta = pod.get("metadata") or {}
+    return pod.get("spec"), meta.get("labels"), meta.get("annotations")

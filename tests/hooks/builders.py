@@ -20,17 +20,22 @@ from typing import Any
 
 import yaml
 
+from hooks.children import new_pod_spec, spec_hash
 from nmcp.naming import child_name, label_value
 from nmcp.resources import (
+    ANN_ANSWERS_REQUEST,
     ANN_LAST_ACTIVE_AT,
     ANN_REQUESTED_AT,
     ANN_SESSIONS,
+    ANN_SPEC_HASH,
     ANN_STOP_REQUESTED_AT,
     API_VERSION,
     LABEL_POOL,
     LABEL_SERVER,
     format_time,
     format_time_precise,
+    read_pool,
+    read_server,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,10 +145,17 @@ def pool(name: str = "default", *, ns: str = NS, max_active: int = 5, max_idle: 
 def pod(server_name: str, *, pool_name: str = "default", ns: str = NS, created: float = -30,
         ready: float | None = None, phase: str | None = None, waiting: tuple[str, str] | None = None,
         terminating: bool = False, unschedulable: str | None = None, restarts: int = 0,
-        exit_code: int | None = None, failed: tuple[str, str] | None = None,
-        now: datetime = NOW) -> dict[str, Any]:
-    """An observed Pod of a server. `ready`: seconds offset of its Ready transition (None: not ready)."""
+        exit_code: int | None = None, failed: tuple[str, str] | None = None, answers: float | None = None,
+        built_for: dict[str, Any] | None = None, now: datetime = NOW) -> dict[str, Any]:
+    """An observed Pod of a server. `ready`: seconds offset of its Ready transition (None: not ready);
+    `answers`: offset of the request it was made for; `built_for`: the MCPServer whose spec it runs
+    (default: `server(server_name)`, so a server of another spec sees it as outdated)."""
     name = child_name(server_name)
+    source = built_for or server(server_name, pool=pool_name, ns=ns)
+    annotations = {"metacontroller.k8s.io/last-applied-configuration": "{}",
+                   ANN_SPEC_HASH: spec_hash(new_pod_spec(read_server(source), read_pool(pool(pool_name, ns=ns))))}
+    if answers is not None:
+        annotations[ANN_ANSWERS_REQUEST] = tp(answers, now)
     conditions: list[dict[str, Any]] = []
     if unschedulable:
         conditions.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
@@ -183,7 +195,7 @@ def pod(server_name: str, *, pool_name: str = "default", ns: str = NS, created: 
         "labels": {LABEL_SERVER: label_value(server_name), LABEL_POOL: label_value(pool_name),
                    "app.kubernetes.io/name": "mcp-server", "app.kubernetes.io/instance": label_value(server_name),
                    "app.kubernetes.io/managed-by": "nmcp", "controller-uid": uid("pool", ns, pool_name)},
-        "annotations": {"metacontroller.k8s.io/last-applied-configuration": "{}"},
+        "annotations": annotations,
         "ownerReferences": [{"apiVersion": API_VERSION, "kind": "MCPPool", "name": pool_name,
                              "uid": uid("pool", ns, pool_name), "controller": True, "blockOwnerDeletion": True}],
     }
@@ -224,7 +236,7 @@ def pool_request(parent: dict[str, Any], servers: Sequence[dict[str, Any]], pods
 
 def server_request(parent: dict[str, Any], pool_obj: dict[str, Any] | None, pods: Sequence[dict[str, Any]] = (),
                    *, finalizing: bool = False, runtime: str | None = None) -> dict[str, Any]:
-    """A v2 MCPServer sync (or finalize) request: it owns nothing, relates its pool and the pool's Pods."""
+    """A v2 MCPServer sync (or finalize) request: it owns nothing, relates its pool and its own Pod."""
     return {"controller": controller("server", runtime), "parent": parent, "children": {},
             "related": {POOL_KEY: _keyed([pool_obj] if pool_obj else []), POD_KEY: _keyed(list(pods))},
             "finalizing": finalizing}

@@ -20,8 +20,7 @@ from typing import Any
 
 from hooks import sync
 from hooks.schemas import SCHEMAS
-from nmcp.naming import label_value
-from nmcp.resources import format_time_precise
+from nmcp.resources import ANN_ANSWERS_REQUEST, format_time_precise
 from tests.hooks.builders import (
     NOW,
     customize_request,
@@ -32,6 +31,7 @@ from tests.hooks.builders import (
     server_request,
     service,
     t,
+    tp,
 )
 
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -106,13 +106,18 @@ def phase(expected: str, reason: str, *, admitted: str | None = None, message: s
 
 
 def plan(pods: list[str], *, services: tuple[str, ...] = (), finalized: bool | None = None,
-         resync: float | None = None, **status: Any) -> Expect:
-    """A pool response: the servers that get a Pod (and Service), and status counts."""
+         resync: float | None = None, answers: Mapping[str, str] | None = None, **status: Any) -> Expect:
+    """A pool response: the servers that get a Pod (and Service), and status counts.
+    `answers`: server name -> the answers-request annotation its desired Pod must carry."""
 
     def check(response: Mapping[str, Any]) -> None:
         kinds: dict[str, list[str]] = {"Pod": [], "Service": []}
         for child in response["children"]:
             kinds[child["kind"]].append(child["metadata"]["name"])
+            if child["kind"] == "Pod" and answers is not None:
+                server_name = child["metadata"]["labels"]["nmcp.nwrx.io/server"]
+                got = child["metadata"]["annotations"].get(ANN_ANSWERS_REQUEST)
+                assert got == answers[server_name], (server_name, got)
         assert kinds["Pod"] == [f"mcp-{name}" for name in pods], kinds["Pod"]
         assert kinds["Service"] == [f"mcp-{name}" for name in services], kinds["Service"]
         if finalized is not None:
@@ -123,6 +128,10 @@ def plan(pods: list[str], *, services: tuple[str, ...] = (), finalized: bool | N
         for key, value in status.items():
             if key == "at_capacity":
                 assert cond(response, "AtCapacity")["status"] == value
+            elif key == "ready":
+                assert cond(response, "Ready")["reason"] == value, cond(response, "Ready")
+            elif key == "answeredRequests":
+                assert response["status"].get(key) == value, (key, response["status"].get(key), value)
             else:
                 assert response["status"][key] == value, (key, response["status"][key], value)
 
@@ -149,19 +158,23 @@ def case(hook: str, name: str, request: dict[str, Any], expect: Expect) -> None:
     CASES.append(Case(hook, name, request, expect))
 
 
-def _others(count: int, *, prefix: str = "other") -> list[dict[str, Any]]:
-    """Ready Pods of other servers in the pool (the server hook only counts them)."""
-    return [pod(f"{prefix}-{i}", created=-300, ready=-290) for i in range(count)]
+def running(count: int, **answered: float) -> dict[str, Any]:
+    """The default pool as its last sync left it: `count` servers running, and the requests its
+    starts answered (server name -> offset). The server hook reads only these from its pool."""
+    status: dict[str, Any] = {"active": count}
+    if answered:
+        status["answeredRequests"] = {name: tp(offset) for name, offset in answered.items()}
+    return pool(status=status)
 
 
 # Server phases -----------------------------------------------------------------------------------
 
 case("server-sync", "idle-never-requested", server_request(server("time"), P),
      phase("Idle", "NeverRequested", admitted="NotRequested", sessions=0))
-case("server-sync", "requested-scheduling", server_request(server("time", requested=-5), P, _others(1)),
+case("server-sync", "requested-scheduling", server_request(server("time", requested=-5), running(1)),
      phase("Requested", "Scheduling", admitted="Scheduling", resync=115.0))
 case("server-sync", "requested-waiting-for-capacity",
-     server_request(server("time", requested=-5), P, _others(5)),
+     server_request(server("time", requested=-5), running(5)),
      phase("Requested", "WaitingForCapacity", admitted="WaitingForCapacity",
            message="pool default has 5/5 servers running", resync=115.0))
 case("server-sync", "requested-after-degraded",
@@ -179,11 +192,12 @@ case("server-sync", "starting-pod-pending", server_request(server("time", reques
 case("server-sync", "starting-container-creating",
      server_request(server("time", requested=-12), P, [pod("time", created=-10)]),
      phase("Starting", "ContainerCreating", admitted="PodCreated", startedAt=t(-10), resync=50.0))
-_unready = pod("time", created=-10)
+_web = server("time", requested=-12, transport=HTTP)
+_unready = pod("time", created=-10, built_for=_web)
 _unready["status"]["phase"] = "Running"
 _unready["status"]["containerStatuses"][0]["state"] = {"running": {"startedAt": t(-8)}}
 case("server-sync", "starting-running-not-ready",
-     server_request(server("time", requested=-12, transport=HTTP), P, [_unready]),
+     server_request(_web, P, [_unready]),
      phase("Starting", "ContainersNotReady", admitted="PodCreated", resync=50.0))
 case("server-sync", "starting-kept-past-idle-timeout",
      server_request(server("time", requested=-30, idle="10s"), P, [pod("time", created=-28)]),
@@ -214,13 +228,13 @@ case("server-sync", "stopping-stopped-by-request",
      server_request(server("time", requested=-100, active=-50, stop=-10), P, [pod("time", created=-95, ready=-90)]),
      phase("Stopping", "StoppedByRequest"))
 case("server-sync", "stopping-evicted",
-     server_request(server("time", requested=-100, active=-20, sessions=0), P,
-                    [pod("time", created=-95, ready=-90, terminating=True), *_others(2)]),
+     server_request(server("time", requested=-100, active=-20, sessions=0), running(3),
+                    [pod("time", created=-95, ready=-90, terminating=True)]),
      phase("Stopping", "Evicted", message="stopped by pool default: more than maxIdle=2 idle servers", resync=None))
 # With no more Pods than maxIdle the pool cannot have evicted it: someone else deleted the Pod.
 case("server-sync", "stopping-pod-deleted",
-     server_request(server("time", requested=-100, active=-20, sessions=0), P,
-                    [pod("time", created=-95, ready=-90, terminating=True), *_others(1)]),
+     server_request(server("time", requested=-100, active=-20, sessions=0), running(2),
+                    [pod("time", created=-95, ready=-90, terminating=True)]),
      phase("Stopping", "PodTerminating", message="Pod mcp-time is terminating", resync=None))
 case("server-sync", "stopping-pod-terminating",
      server_request(server("time", requested=-100, active=-20, sessions=2), P,
@@ -230,19 +244,42 @@ case("server-sync", "idle-just-stopped",
      server_request(server("time", requested=-400, active=-200, status={
          "phase": "Stopping", "podName": "mcp-time", "startedAt": t(-390), "conditions": []}), P),
      phase("Idle", "IdleTimeout", admitted="NotRequested", stoppedAt=t(0), startedAt=t(-390)))
+# The pool's record says a start answered the request: the server does not wait for another one.
 case("server-sync", "idle-after-an-unused-manual-start",
      server_request(server("manual", requested=-70, idle="30s", status={
-         "phase": "Idle", "startedAt": t(-68), "stoppedAt": t(-30), "conditions": []}), P),
+         "phase": "Idle", "startedAt": t(-68), "stoppedAt": t(-30), "conditions": []}), running(0, manual=-70)),
      phase("Idle", "IdleTimeout", admitted="NotRequested", startedAt=t(-68)))
+# Without that record (or the server's own Pod saying so) the request still waits for a start.
+case("server-sync", "requested-not-yet-answered",
+     server_request(server("manual", requested=-70, idle="30s", status={
+         "phase": "Requested", "startedAt": t(-68), "conditions": []}), running(0, manual=-75)),
+     phase("Requested", "Scheduling", admitted="Scheduling", resync=50.0))
 case("server-sync", "requested-again-while-in-use",
      server_request(server("edited", requested=-300, active=-10, sessions=1, status={"startedAt": t(-290)}), P),
      phase("Requested", "Scheduling", admitted="Scheduling", resync=50.0))
+# A spec edit while clients hold sessions: the Pod of the old spec is replaced, and until the new
+# one is ready the server says so rather than Ready at the new generation.
+_edited = server("time", requested=-100, active=-20, sessions=1, generation=2, args=["--local-timezone", "UTC"])
+case("server-sync", "starting-updating",
+     server_request(_edited, P, [pod("time", created=-95, ready=-90)]),
+     phase("Starting", "Updating", admitted="PodCreated", observedGeneration=2, resync=40.0))
+case("server-sync", "starting-updating-old-pod-terminating",
+     server_request(_edited, P, [pod("time", created=-95, ready=-90, terminating=True)]),
+     phase("Starting", "Updating", resync=None))
+case("server-sync", "ready-on-the-new-spec",
+     server_request(_edited, P, [pod("time", created=-5, ready=-3, built_for=_edited)]),
+     phase("Ready", "Running", observedGeneration=2, resync=57.0))
+# The same edit with nobody using the server: its Pod stops; the next request runs the new spec.
+case("server-sync", "stopping-spec-changed",
+     server_request(server("time", requested=-100, active=-20, sessions=0, generation=2, args=["--x"]), P,
+                    [pod("time", created=-95, ready=-90)]),
+     phase("Stopping", "SpecChanged", message="the next request starts the new spec", resync=40.0))
 case("server-sync", "idle-stopped-by-request", server_request(server("time", requested=-100, stop=-10), P),
      phase("Idle", "StoppedByRequest"))
 case("server-sync", "idle-stopped-after-eviction", server_request(server("time", requested=-100, active=-30), P),
      phase("Idle", "Stopped", admitted="NotRequested", resync=30.0))
 case("server-sync", "idle-request-expired",
-     server_request(server("time", requested=-200, idle="10m"), P, _others(5)),
+     server_request(server("time", requested=-200, idle="10m"), running(5)),
      phase("Idle", "RequestExpired", admitted="NotRequested"))
 case("server-sync", "degraded-kubernetes-needs-image",
      server_request(server("time", image=None, command=["uvx", "mcp-server-time"], requested=-5), P),
@@ -267,8 +304,9 @@ case("server-sync", "degraded-image-pull-backoff",
          "ImagePullBackOff", f'Back-off pulling image "{server("x")["spec"]["image"]}"'))]),
      phase("Degraded", "ImagePullFailing", admitted="PodCreated", message="Back-off pulling image", resync=22.0))
 case("server-sync", "degraded-invalid-image-name",
-     server_request(server("time", requested=-40, image="Bad Image"), P, [pod("time", created=-38, waiting=(
-         "InvalidImageName", 'Failed to apply default image tag "Bad Image": invalid reference format'))]),
+     server_request(_bad := server("time", requested=-40, image="Bad Image"), P, [pod("time", created=-38, waiting=(
+         "InvalidImageName", 'Failed to apply default image tag "Bad Image": invalid reference format'),
+         built_for=_bad)]),
      phase("Degraded", "ImagePullFailing", message="invalid reference format", resync=22.0))
 case("server-sync", "degraded-crash-loop",
      server_request(server("time", requested=-40), P, [pod("time", created=-38, restarts=3, exit_code=1, waiting=(
@@ -300,11 +338,11 @@ case("server-finalize", "pod-terminating",
      server_request(server("time", requested=-100, active=-20, deleting=True), P,
                     [pod("time", created=-95, ready=-90, terminating=True)], finalizing=True),
      phase("Stopping", "Deleting", finalized=False))
-_gone = server_request(server("time", requested=-100, active=-20, deleting=True), P, _others(2), finalizing=True)
+_gone = server_request(server("time", requested=-100, active=-20, deleting=True), running(2), finalizing=True)
 case("server-finalize", "pod-gone", _gone, phase("Idle", "Deleting", finalized=True))
 case("server-finalize", "pod-gone-again",
      server_request(server("time", requested=-100, active=-20, deleting=True,
-                           status=call("server-finalize", _gone)["status"]), P, _others(2), finalizing=True),
+                           status=call("server-finalize", _gone)["status"]), running(2), finalizing=True),
      phase("Idle", "Deleting", finalized=True))
 case("server-finalize", "pool-missing",
      server_request(server("time", deleting=True), None, finalizing=True),
@@ -314,12 +352,11 @@ case("server-finalize", "pool-missing",
 
 case("server-customize", "default-pool", customize_request("server", server("time")),
      rules(("mcppools", {"namespace": "team", "names": ["default"]}),
-           ("pods", {"namespace": "team", "labelSelector": {"matchLabels": {"nmcp.nwrx.io/pool": "default"}}})))
+           ("pods", {"namespace": "team", "names": ["mcp-time"]})))
 _long = "gpu-" + "x" * 70
 case("server-customize", "long-pool-name", customize_request("server", server("time", pool=_long, ns="ml")),
      rules(("mcppools", {"namespace": "ml", "names": [_long]}),
-           ("pods", {"namespace": "ml", "labelSelector": {"matchLabels": {
-               "nmcp.nwrx.io/pool": label_value(_long)}}})))
+           ("pods", {"namespace": "ml", "names": ["mcp-time"]})))
 case("pool-customize", "default", customize_request("pool", pool()),
      rules(("mcpservers", {"namespace": "team", "labelSelector": {}})))
 
@@ -342,11 +379,27 @@ case("pool-sync", "full-pool-waits",
                   + [server("late", requested=-1)],
                   [pod(f"s{i}", created=-95, ready=-90) for i in range(5)]),
      plan([f"s{i}" for i in range(5)], resync=50.0, active=5, waiting=1, idle=0, at_capacity="True"))
-# Started by a REST request that no client used, then stopped by its idle timeout: the start
-# answered the request (status.startedAt), so it is not admitted again while the request is fresh.
+# Started by a REST request that no client used, then stopped by its idle timeout. The Pod says
+# which request it answered; the pool keeps that in its own status once the Pod is gone, so the
+# request is not admitted again while it is fresh. (Never from the server's status: it lags.)
+case("pool-sync", "records-the-request-a-pod-answered",
+     pool_request(pool(), [server("manual", requested=-70, idle="30s")],
+                  [pod("manual", created=-68, ready=-67, answers=-70)]),
+     plan([], active=1, servers=1, answeredRequests={"manual": tp(-70)}))
 case("pool-sync", "request-answered-by-a-start-is-not-readmitted",
-     pool_request(pool(), [server("manual", requested=-70, idle="30s", status={"startedAt": t(-68)})]),
-     plan([], waiting=0, stopped=1, servers=1))
+     pool_request(pool(status={"answeredRequests": {"manual": tp(-70), "deleted": tp(-5)}}),
+                  [server("manual", requested=-70, idle="30s", status={"phase": "Requested"})]),
+     plan([], waiting=0, stopped=1, servers=1, answeredRequests={"manual": tp(-70)}))
+case("pool-sync", "answered-record-dropped-once-the-request-is-old",
+     pool_request(pool(status={"answeredRequests": {"manual": tp(-130)}}),
+                  [server("manual", requested=-130, idle="30s")]),
+     plan([], stopped=1, servers=1, answeredRequests=None))
+# A running Pod keeps the request it was made for, whatever came since: a changed annotation
+# would read as a changed Pod, and Metacontroller's Recreate would replace it.
+case("pool-sync", "running-pod-keeps-its-answer",
+     pool_request(pool(), [server("busy", requested=-2, active=-1, sessions=1), server("new", requested=-1)],
+                  [pod("busy", created=-95, ready=-90, answers=-100)]),
+     plan(["busy", "new"], resync=59.0, active=1, answers={"busy": tp(-100), "new": tp(-1)}))
 # A server in use whose Pod went away (replaced for a spec change by Metacontroller's Recreate,
 # deleted by hand) gets a new one; one whose idle timeout passed does not, sessions or not.
 case("pool-sync", "in-use-server-without-its-pod-gets-a-new-one",
@@ -355,8 +408,8 @@ case("pool-sync", "in-use-server-without-its-pod-gets-a-new-one",
      plan(["edited"], resync=50.0, waiting=0, stopped=1, servers=2))
 # A new request after the last start, even within the same second, wants a new start.
 case("pool-sync", "request-after-the-last-start-is-not-lost",
-     pool_request(pool(), [server("again", requested=-9.5, idle="5s", status={"startedAt": t(-10)})]),
-     plan(["again"], resync=111.0, waiting=0, servers=1))
+     pool_request(pool(status={"answeredRequests": {"again": tp(-10)}}), [server("again", requested=-9.5, idle="5s")]),
+     plan(["again"], resync=111.0, waiting=0, servers=1, answeredRequests=None))
 case("pool-sync", "dropped-pods-hold-slots-until-gone",
      pool_request(pool(max_active=2), [server("old", requested=-300, active=-120), server("warm", requested=-30),
                                        server("next", requested=-2)],
@@ -394,6 +447,9 @@ case("pool-sync", "default-resources",
      pool_request(pool(resources={"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}),
                   [server("own", requested=-1, resources={"limits": {"cpu": "2"}}), server("dflt", requested=-1)]),
      plan(["dflt", "own"], resync=119.0))
+case("pool-sync", "invalid-default-resources",
+     pool_request(pool(resources={"limits": {"memory": "-1Gi", "cpu": "1000m"}}), [server("a", requested=-1)]),
+     plan(["a"], resync=119.0, ready="InvalidSpec"))
 case("pool-sync", "deleting-server-dropped",
      pool_request(pool(max_active=1), [server("gone", requested=-10, deleting=True), server("next", requested=-2)],
                   [pod("gone", created=-9, ready=-5)]),

@@ -1,8 +1,9 @@
 """Pool admission over time: the pool hook driven like Metacontroller drives it.
 
-A tiny stand-in for the cluster applies each sync response: desired Pods that do not exist are
-created, observed Pods no longer desired get a deletionTimestamp and are gone one step later,
-and the clock advances by the `resyncAfterSeconds` the hook asked for.
+A tiny stand-in for the cluster applies each sync response: the pool's status is written back,
+desired Pods that do not exist are created (with the annotations the hook gave them), observed
+Pods no longer desired get a deletionTimestamp and are gone one step later, and the clock
+advances by the `resyncAfterSeconds` the hook asked for.
 """
 
 from __future__ import annotations
@@ -36,12 +37,15 @@ class Cluster:
         # Pods that were terminating at the previous step are gone now.
         self.pods = {name: p for name, p in self.pods.items() if "deletionTimestamp" not in p["metadata"]}
         response = sync_pool(pool_request(self.pool, list(self.servers.values()), list(self.pods.values())), self.now)
-        desired = {c["metadata"]["labels"]["nmcp.nwrx.io/server"] for c in response["children"] if c["kind"] == "Pod"}
+        self.pool["status"] = response["status"]
+        desired = {c["metadata"]["labels"]["nmcp.nwrx.io/server"]: c
+                   for c in response["children"] if c["kind"] == "Pod"}
         for name, observed in self.pods.items():
             if name not in desired:
                 observed["metadata"]["deletionTimestamp"] = t(0, self.now)
-        for name in sorted(desired - self.pods.keys()):
+        for name in sorted(desired.keys() - self.pods.keys()):
             self.pods[name] = pod(name, created=0, now=self.now)
+            self.pods[name]["metadata"]["annotations"].update(desired[name]["metadata"]["annotations"])
         self.max_seen = max(self.max_seen, len(self.pods))
         return response
 
@@ -53,6 +57,7 @@ class Cluster:
             if "deletionTimestamp" not in observed["metadata"]:
                 created = datetime.fromisoformat(observed["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
                 self.pods[name] = pod(name, created=(created - self.now).total_seconds(), ready=-1, now=self.now)
+                self.pods[name]["metadata"]["annotations"] = observed["metadata"]["annotations"]
 
     def annotate(self, name: str, key: str, value: str) -> None:
         self.servers[name]["metadata"].setdefault("annotations", {})[key] = value

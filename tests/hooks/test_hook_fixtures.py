@@ -97,6 +97,7 @@ def test_fixtures_cover_every_phase_and_reason() -> None:
         ("Idle", "RequestExpired"), ("Idle", "Deleting"),
         ("Requested", "Scheduling"), ("Requested", "WaitingForCapacity"),
         ("Starting", "PodPending"), ("Starting", "ContainerCreating"), ("Starting", "ContainersNotReady"),
+        ("Starting", "Updating"), ("Stopping", "SpecChanged"),
         ("Ready", "Running"),
         ("Stopping", "IdleTimeout"), ("Stopping", "StoppedByRequest"), ("Stopping", "Evicted"),
         ("Stopping", "PodTerminating"), ("Stopping", "Deleting"),
@@ -107,5 +108,5 @@ def test_fixtures_cover_every_phase_and_reason() -> None:
     admitted = {reason for _, type_, reason in _reasons("server") if type_ == "Admitted"}
     assert admitted == {"PodCreated", "InvalidSpec", "PoolNotFound", "WaitingForCapacity", "Scheduling", "NotRequested"}
     pool = {(type_, reason) for _, type_, reason in _reasons("pool")}
-    assert pool == {("Ready", "Reconciled"), ("Ready", "Deleting"), ("AtCapacity", "PoolFull"),
-                    ("AtCapacity", "HasCapacity")}
+    assert pool == {("Ready", "Reconciled"), ("Ready", "Deleting"), ("Ready", "InvalidSpec"),
+                    ("AtCapacity", "PoolFull"), ("AtCapacity", "HasCapacity")}

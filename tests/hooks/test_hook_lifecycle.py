@@ -67,7 +67,10 @@ def test_env_keeps_the_spec_and_our_names_win() -> None:
 
 def test_stdio_pods_keep_stdin_open_and_http_pods_expose_their_port() -> None:
     stdio = new_pod(read_server(server("a")), None)["spec"]["containers"][0]
-    assert (stdio["stdin"], stdio["stdinOnce"], stdio["tty"]) == (True, False, False)
+    # stdinOnce and tty default to false, and the API server drops a false it is given: returning
+    # them would read as a changed Pod on every sync (tests/kube/test_children_roundtrip.py).
+    assert stdio["stdin"] is True
+    assert "stdinOnce" not in stdio and "tty" not in stdio
     assert "ports" not in stdio
     web = read_server(server("b", transport={"type": "sse", "port": 9000}))
     container = new_pod(web, None)["spec"]["containers"][0]
@@ -145,3 +148,39 @@ def test_customize_depends_only_on_spec_name_and_namespace() -> None:
     a = server("time", pool="gpu", requested=-5, sessions=3)
     b = server("time", pool="gpu", generation=9, status={"phase": "Ready"})
     assert customize_server({"parent": a}) == customize_server({"parent": b})
+
+
+def test_resources_are_returned_as_the_api_server_stores_them() -> None:
+    srv = read_server(server("a", resources={"limits": {"cpu": "1000m", "memory": "1024Mi"},
+                                             "requests": {"cpu": 0.5, "memory": "128974848"}}))
+    container = new_pod(srv, None)["spec"]["containers"][0]
+    assert container["resources"] == {"limits": {"cpu": "1", "memory": "1Gi"},
+                                      "requests": {"cpu": "500m", "memory": "128974848"}}
+
+
+@pytest.mark.parametrize(("resources", "field"), [
+    pytest.param({"limits": {"cpu": "-1"}}, "spec.resources.limits.cpu", id="negative"),
+    pytest.param({"limits": {"memory": "lots"}}, "spec.resources.limits.memory", id="not-a-quantity"),
+    pytest.param({"requests": "1Gi"}, "spec.resources.requests", id="not-a-map"),
+])
+def test_unusable_resources_are_a_spec_problem(resources: dict[str, Any], field: str) -> None:
+    srv = read_server(server("a", resources=resources))
+    assert [p.field for p in srv.problems] == [field]
+
+
+def test_empty_values_the_api_server_drops_are_not_returned() -> None:
+    env = [{"name": "EMPTY", "value": ""}, {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+    srv = read_server(server("a", env=env, securityContext={"capabilities": {"add": []}, "runAsUser": 0}))
+    container = new_pod(srv, None)["spec"]["containers"][0]
+    assert container["env"][:2] == [{"name": "EMPTY"}, env[1]]
+    # The spec's securityContext replaces ours key by key; an empty one is no field at all.
+    assert "capabilities" not in container["securityContext"]
+    assert container["securityContext"]["runAsUser"] == 0
+
+
+def test_a_pod_carries_the_hash_of_its_spec() -> None:
+    a = new_pod(read_server(server("a")), None)
+    again = new_pod(read_server(server("a", requested=-5, sessions=2, idle="5m")), None)
+    edited = new_pod(read_server(server("a", args=["--verbose"])), None)
+    hashes = [p["metadata"]["annotations"]["nmcp.nwrx.io/spec-hash"] for p in (a, again, edited)]
+    assert hashes[0] == hashes[1] != hashes[2]
