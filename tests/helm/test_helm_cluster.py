@@ -121,6 +121,10 @@ def test_notes_give_warnings_first_then_three_steps(install: Install) -> None:
     assert f"port-forward service/{GATEWAY}" in install.notes
     assert f"kubectl apply -n {install.served[0]}" in install.notes
     assert f"/api/v1/namespaces/{install.served[0]}/servers/time/mcp" in install.notes
+    # The Metacontroller flags the tests run with (tests/metacontroller reads the same values).
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    flags = " ".join(values["metacontroller"]["recommendedArgs"])
+    assert "--client-go-qps" in flags and f"     {flags}\n" in install.notes
 
 
 def _poll(get: Callable[[], requests.Response], done: Callable[[requests.Response], bool],
