@@ -2,25 +2,41 @@
 #   nmcp operator --bind 0.0.0.0:8000    the Metacontroller webhooks (hooks)
 #   nmcp gateway --bind 0.0.0.0:8080 --runtime kubernetes    the MCP gateway
 # The Helm chart (helm/nmcp) runs it as UID/GID 10001 with a read-only root filesystem.
-# Everything installed comes from the build context or PyPI; nothing else is downloaded.
+#
+# Builds anywhere with `docker build .` (or podman): Python packages come from PyPI. Two build
+# arguments let it build with no network at all (image/build.sh, `make image`, does both):
+#   PYTHON_IMAGE  any Debian-based image with python3 (3.11+) and its venv module, e.g. one made
+#                 with mmdebstrap and `podman import` (image/base.sh);
+#   and a wheelhouse in image/wheels/ (`pip wheel`): when it holds wheels, pip installs from it
+#   alone (--no-index), so no step reaches a package index.
+# EXTRA_PACKAGES adds PyPI packages to the same virtualenv, e.g. MCP servers for `nmcp up` in the
+# image ("mcp-server-time==2026.10.19"); none by default: in a cluster, servers run in their own images.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # Build stage: install the package and its dependencies into a virtualenv, so the final stage
 # copies one directory and carries no pip cache, build backend or source tree.
 FROM ${PYTHON_IMAGE} AS build
+ARG EXTRA_PACKAGES=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/nmcp
+RUN python3 -m venv /opt/nmcp
+# The wheelhouse (empty but for its README unless image/build.sh or you filled it).
+COPY image/wheels/ /wheels/
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY crds/ crds/
 COPY nmcp/ nmcp/
 COPY hooks/ hooks/
 COPY gateway/ gateway/
-# Compile here: at run time the root filesystem is read-only, so Python could not cache bytecode.
-RUN /opt/nmcp/bin/pip install --no-cache-dir . \
+# pip, setuptools and the wheelhouse stay in this stage. Compile here: at run time the root
+# filesystem is read-only, so Python could not cache bytecode.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN offline=(); if compgen -G "/wheels/*.whl" >/dev/null; then offline=(--no-index --find-links /wheels); fi \
+    && read -ra extra <<< "$EXTRA_PACKAGES" \
+    && /opt/nmcp/bin/pip install --no-cache-dir "${offline[@]}" . "${extra[@]}" \
+    && /opt/nmcp/bin/pip uninstall --yes --quiet pip setuptools \
     && /opt/nmcp/bin/python -m compileall -q /opt/nmcp/lib
 
 FROM ${PYTHON_IMAGE}
