@@ -13,6 +13,12 @@ lint:
 	$(VENV)/ruff check .
 	$(VENV)/lint-imports
 
+# The container image the chart deploys, built with podman from Debian's and PyPI's packages only
+# (README, "The container image"); prints its reference, localhost/nmcp:<version>.
+.PHONY: image
+image: setup
+	bash image/build.sh
+
 # pytest exits 5 when it collected nothing: make treats that as a failure, as it should.
 test: setup lint
 	$(VENV)/pytest
