@@ -10,11 +10,12 @@
 set -euo pipefail
 CACHE=${NMCP_IMAGE_CACHE:-/var/cache/nmcp}
 TAR=$CACHE/debian-bookworm-python3.tar
-if [ -s "$TAR" ]; then echo "$TAR"; exit 0; fi
+if [ -f "$TAR" ] && [ -s "$TAR" ]; then echo "$TAR"; exit 0; fi
 
 command -v mmdebstrap >/dev/null || { echo "mmdebstrap is missing: run .ci/setup" >&2; exit 1; }
 mkdir -p "$CACHE"
-mmdebstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+rm -rf "$TAR.tmp"
+mmdebstrap --format=tar --variant=minbase --include=python3,python3-venv,ca-certificates \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
