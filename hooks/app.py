@@ -2,8 +2,11 @@
 
 One blueprint, one view per hook: parse and validate the body (`schemas`), call the pure
 function (`sync`) with the current time, return its JSON with 200. Input that is not a hook
-request gets a JSON error naming the problem (400 not JSON, 422 wrong shape, each field
-named); only a bug is a 500. gunicorn serves `hooks.app:create_app()` (see `hooks.cli`).
+request gets a JSON error naming the problem (400 not JSON or nested too deeply to read, 422
+wrong shape, each field named); only a bug is a 500. Values the schema lets through but nmcp
+cannot use (an idle timeout of 99999999h, a quantity of 1e999999999) are the pure functions' to
+report, as conditions (see `nmcp.resources`); tests/adversarial fuzzes this. gunicorn serves
+`hooks.app:create_app()` (see `hooks.cli`).
 
 Every response carries `Server-Timing: app;dur=<wall ms>, cpu;dur=<cpu ms>`, so the time a
 hook takes is visible from outside (bench/hooks_bench.py reads it).
@@ -51,12 +54,19 @@ def _error(status: int, code: str, message: str, fields: Mapping[str, list[str]]
     return response
 
 
+def _too_deep() -> BadRequest:
+    return BadRequest(400, "too_deep", "the request body nests arrays and objects too deeply to be read "
+                                       "(Kubernetes objects nest a few dozen levels; this is several hundred)")
+
+
 def _load(kind: str, hook: str) -> dict[str, Any]:
     """The request body, parsed and checked against the hook's schema."""
     try:
         body = json.loads(request.get_data(cache=False))
     except ValueError as err:  # also UnicodeDecodeError
         raise BadRequest(400, "invalid_json", f"the request body is not JSON: {err}") from None
+    except RecursionError:
+        raise _too_deep() from None
     if not isinstance(body, dict):
         raise BadRequest(422, "invalid_request", "the request body must be a JSON object",
                          {"request": [f"expected an object, got {type(body).__name__}"]})
@@ -72,19 +82,30 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _answer(compute: Callable[[], Any]) -> Response:
+    """The hook's answer as JSON. Only the input can make the hooks recurse deeply (they walk
+    what they were given: a securityContext, a divisor, the body itself), so a RecursionError is
+    the body's fault, and a 400, wherever it happens."""
+    try:
+        return jsonify(compute())
+    except RecursionError:
+        raise _too_deep() from None
+
+
 def _sync_view(kind: str, func: Callable[[Mapping[str, Any], datetime], Any], finalizing: bool) -> Callable[[], Any]:
     def view() -> Any:
         body = _load(kind, "sync")
         # The route says which hook this is, whatever the body claims.
         body["finalizing"] = finalizing
-        return jsonify(func(body, _now()))
+        return _answer(lambda: func(body, _now()))
 
     return view
 
 
 def _customize_view(kind: str, func: Callable[[Mapping[str, Any]], Any]) -> Callable[[], Any]:
     def view() -> Any:
-        return jsonify(func(_load(kind, "customize")))
+        body = _load(kind, "customize")
+        return _answer(lambda: func(body))
 
     return view
 

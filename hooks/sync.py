@@ -39,6 +39,7 @@ from nmcp.resources import (
     API_VERSION,
     Pool,
     Server,
+    SpecError,
     format_time,
     format_time_precise,
     parse_time,
@@ -65,6 +66,29 @@ def _previous_status(parent: Mapping[str, Any]) -> Mapping[str, Any]:
 def _namespace(parent: Mapping[str, Any]) -> str:
     meta = parent.get("metadata")
     return str((meta or {}).get("namespace") or "default") if isinstance(meta, Mapping) else "default"
+
+
+# The field of the problem `_trial` reports: not a spec field, the server as a whole.
+UNRECONCILABLE = "(server)"
+
+
+def _trial(server: Server, pool: Pool | None, pod: PodView | None, now: datetime) -> tuple[SpecError, ...]:
+    """A problem when nmcp cannot compute with this server's data, else nothing.
+
+    Defence in depth: `nmcp.resources` caps every value the schema lets through, so this should
+    never find anything. If a value slips past the caps anyway, the server shows Degraded with
+    the error named, instead of its hook (and its pool's, which would stop every other server of
+    the pool) answering 500 on every sync. Runs the per-server time arithmetic once, result unused.
+    """
+    try:
+        lifecycle.deadlines(server, pool, pod)
+        lifecycle.keep_running(server, pool, pod, now)
+        lifecycle.pending(server, now, pool)
+        lifecycle.awaited(server, now)
+    except (ArithmeticError, ValueError, TypeError) as err:
+        return (SpecError(UNRECONCILABLE, f"nmcp cannot reconcile this server ({type(err).__name__}: {err}); "
+                                          "check its spec and annotations"),)
+    return ()
 
 
 # --- MCPPool --------------------------------------------------------------------------------------
@@ -157,16 +181,22 @@ def sync_pool(request: Mapping[str, Any], now: datetime) -> SyncResponse:
 
     by_label = {pod.server_label: pod for pod in pods}
     servers = [_with_answer(s, by_label.get(label_value(s.name)), pool) for s in servers]
-    problems = {s.key: lifecycle.spec_problems(s, runtime) for s in servers}
+    problems = {s.key: lifecycle.spec_problems(s, runtime) + _trial(s, pool, by_label.get(label_value(s.name)), now)
+                for s in servers}
+    # A server nmcp cannot compute with stays out of the plan (no Pod, counted as stopped):
+    # one server's data never fails its pool's sync, which would stop every other server's.
+    broken = [s for s in servers if any(p.field == UNRECONCILABLE for p in problems[s.key])]
+    servers = [s for s in servers if s not in broken]
     plan = plan_pool(pool, servers, pods, problems, now)
     waiting = len(plan.waiting)
     if pool.problems:
-        invalid = "; ".join(f"{p.field}: {p.message}" for p in pool.problems)
-        ready = (False, "InvalidSpec", f"{invalid} (servers run without these defaults)")
+        # Each problem says what is used instead (nmcp.resources.read_pool).
+        ready = (False, "InvalidSpec", "; ".join(f"{p.field}: {p.message}" for p in pool.problems))
     else:
         ready = (True, "Reconciled", f"{plan.occupied}/{pool.max_active} servers running, {waiting} waiting")
     status = _pool_status(pool, active=plan.occupied, idle=len(plan.idle), waiting=waiting,
-                          stopped=len(plan.stopped), servers=len(servers), ready=ready, previous=previous, now=now,
+                          stopped=len(plan.stopped) + len(broken), servers=len(servers) + len(broken), ready=ready,
+                          previous=previous, now=now,
                           answered=_answered_requests(servers, now))
     response: SyncResponse = {
         "status": status,
@@ -238,8 +268,9 @@ def sync_server(request: Mapping[str, Any], now: datetime) -> SyncResponse:
     pool = _related_pool(request, server)
     pod = lifecycle.own_pod(server, (read_pod(obj) for obj in objects(request.get("related"), "Pod")))
     server = _with_answer(server, pod, pool)
-    problems = lifecycle.spec_problems(server, lifecycle.runtime_of(request.get("controller")))
-    outdated = pod is not None and pod.spec_hash != spec_hash(new_pod_spec(server, pool))
+    trial = _trial(server, pool, pod, now)
+    problems = lifecycle.spec_problems(server, lifecycle.runtime_of(request.get("controller"))) + trial
+    outdated = not trial and pod is not None and pod.spec_hash != spec_hash(new_pod_spec(server, pool))
     # How full the pool is only shapes a message (WaitingForCapacity), so the pool's own last
     # count will do; counting its Pods here would re-sync every server on every Pod event.
     verdict = lifecycle.verdict(server, pool, pod, pool_pods=pool.active if pool else 0, problems=problems,
@@ -252,7 +283,7 @@ def sync_server(request: Mapping[str, Any], now: datetime) -> SyncResponse:
         # The pool drops the Pod of a server being deleted; done once it is observed gone.
         response["finalized"] = pod is None
         return response
-    resync = lifecycle.resync_after(lifecycle.deadlines(server, pool, pod), now)
+    resync = None if trial else lifecycle.resync_after(lifecycle.deadlines(server, pool, pod), now)
     if resync:
         response["resyncAfterSeconds"] = resync
     return response

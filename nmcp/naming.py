@@ -17,7 +17,7 @@ _MAX_LABEL = 63
 def _fit(text: str, limit: int = _MAX_LABEL) -> str:
     if len(text) <= limit:
         return text
-    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{text[: limit - 9].rstrip('-.')}-{digest}"
 
 

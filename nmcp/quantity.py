@@ -31,6 +31,7 @@ _DECIMAL_SUFFIX = {exponent: suffix for suffix, exponent in _DECIMAL.items()}
 _NANO = Fraction(1, 10**9)
 # The API server refuses quantities beyond int64 nano units; so do we, rather than print e300.
 _LIMIT = Fraction(2**63 - 1)
+_MAX_CHARS = 100  # int64 nano units need 29 digits; a longer quantity is no quantity
 
 
 def canonical_quantity(value: str | int | float) -> str:
@@ -38,6 +39,8 @@ def canonical_quantity(value: str | int | float) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"expected a quantity such as 500m or 1Gi, got {value!r}")
     text = value if isinstance(value, str) else repr(value)
+    if len(text) > _MAX_CHARS:
+        raise ValueError(f"expected a quantity such as 500m or 1Gi, got {len(text)} characters")
     match = _QUANTITY.match(text.strip())
     if match is None:
         raise ValueError(f"expected a quantity such as 500m or 1Gi, got {value!r}")
@@ -47,7 +50,7 @@ def canonical_quantity(value: str | int | float) -> str:
     if suffix in _BINARY:
         amount = number * 1024 ** _BINARY[suffix]
     elif exponent_form:
-        amount = number * Fraction(10) ** int(suffix[1:])
+        amount = number * Fraction(10) ** _bounded_exponent(int(suffix[1:]), len(match["number"]))
     else:
         amount = number * Fraction(10) ** _DECIMAL[suffix]
     if match["sign"] == "-":
@@ -61,6 +64,15 @@ def canonical_quantity(value: str | int | float) -> str:
     if suffix in _BINARY and amount.denominator == 1 and abs(amount) >= 1024:
         return _binary(int(amount))
     return _decimal(amount, exponent_form)
+
+
+def _bounded_exponent(exponent: int, digits: int) -> int:
+    """`exponent`, moved towards zero where that cannot change the result: `1e999999999` must not
+    compute a billion-digit number. A non-zero number written with `digits` characters lies within
+    10**-digits and 10**digits, so beyond `digits + 20` it is past the int64 limit whatever it is
+    (still too large), and below `-(digits + 10)` it is under a nano unit (still rounded to 1n or 0).
+    """
+    return max(min(exponent, digits + 20), -(digits + 10))
 
 
 def _binary(amount: int) -> str:

@@ -11,6 +11,7 @@ Pure: no I/O, no clock reads, no Flask, gevent or requests.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,7 +45,17 @@ DEFAULT_PATHS = {"sse": "/sse", "streamable-http": "/mcp"}
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_START_TIMEOUT = 120.0
 
+# The largest values nmcp takes (the CRDs cap them too: `maximum`, bounded patterns). Beyond them
+# a value is a typo or an attack, and the time arithmetic of the hooks would overflow: every
+# deadline is a time plus at most one duration, and `parse_time` only reads years up to 9000.
+MAX_DURATION = 365 * 24 * 3600.0  # one year: 8760h or 31536000 seconds
+MAX_DURATION_TEXT = "8760h (one year)"
+MAX_COUNT = 100_000  # maxActive, maxIdle
+_MAX_DURATION_CHARS = 100  # the CRD pattern allows 84; longer text is no duration (and is not cached)
+_YEARS = (1900, 9000)  # annotation and Pod times outside these read as unreadable
+
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes "²", which float() refuses
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -57,19 +68,28 @@ class SpecError(ValueError):
         self.message = message
 
 
+def shown(value: Any, limit: int = 40) -> str:
+    """`repr(value)` cut to `limit` characters: a hostile value must not flood a condition or a log."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def parse_duration(value: int | float | str, field: str = "duration") -> float:
-    """Seconds in `60`, `"60"`, `"60s"`, `"1m30s"` or `"500ms"`; SpecError otherwise."""
+    """Seconds in `60`, `"60"`, `"60s"`, `"1m30s"` or `"500ms"`, at most MAX_DURATION; SpecError otherwise."""
+    seconds: float | None = None
     if isinstance(value, bool):
         raise SpecError(field, f"expected a duration, got {value!r}")
     if isinstance(value, (int, float)):
         if value < 0:
-            raise SpecError(field, f"must not be negative, got {value}")
-        return float(value)
-    if isinstance(value, str):
+            raise SpecError(field, f"must not be negative, got {shown(value)}")
+        seconds = float(value) if value <= MAX_DURATION else math.inf  # float() of a huge int overflows
+    elif isinstance(value, str) and len(value) <= _MAX_DURATION_CHARS:
         seconds = _duration_text(value)
-        if seconds is not None:
-            return seconds
-    raise SpecError(field, f"expected a duration such as 60s, 5m or 1h30m, got {value!r}")
+    if seconds is None:
+        raise SpecError(field, f"expected a duration such as 60s, 5m or 1h30m, got {shown(value)}")
+    if not seconds <= MAX_DURATION:  # also NaN
+        raise SpecError(field, f"must be at most {MAX_DURATION_TEXT}, got {shown(value)}")
+    return seconds
 
 
 @functools.lru_cache(maxsize=4096)
@@ -77,7 +97,7 @@ def _duration_text(value: str) -> float | None:
     """Seconds in a duration string, None if it is not one. Cached: a pool sync reads the same
     few values (60s, 5m, 2m) for every one of its servers."""
     text = value.strip()
-    if text.isdigit():
+    if _DIGITS.fullmatch(text):
         return float(text)
     total, pos = 0.0, 0
     for match in _DURATION_PART.finditer(text):
@@ -89,12 +109,18 @@ def _duration_text(value: str) -> float | None:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp as an aware datetime; None for missing or unreadable values."""
-    if not isinstance(value, str) or not value:
+    """An RFC 3339 timestamp as an aware datetime; None for missing or unreadable values.
+
+    Years outside 1900-9000 read as unreadable: anyone who may annotate an MCPServer can write
+    `9999-12-31T23:59:59Z`, and adding a timeout to it (or converting it to UTC) would overflow.
+    """
+    if not isinstance(value, str) or not value or len(value) > 64:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
+        return None
+    if not _YEARS[0] <= parsed.year <= _YEARS[1]:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -281,10 +307,13 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
         known = ", ".join(TRANSPORTS)
         problems.append(SpecError("spec.transport.type", f"unknown transport {ttype!r}; use one of {known}"))
         ttype = "stdio"
-    if ttype != "stdio" and not isinstance(port, int):
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        problems.append(SpecError("spec.transport.port", f"expected a port from 1 to 65535, got {shown(port)}"))
+        port = None
+    elif ttype != "stdio" and port is None:
         problems.append(SpecError("spec.transport.port", f"the {ttype} transport needs a port"))
     path = raw_transport.get("path") or DEFAULT_PATHS.get(ttype)
-    transport = Transport(type=ttype, port=port if isinstance(port, int) else None, path=path)
+    transport = Transport(type=ttype, port=port, path=str(path) if path is not None else None)
 
     def strings(name: str) -> tuple[str, ...]:
         raw = spec.get(name)
@@ -333,17 +362,35 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
     )
 
 
+def _count(spec: Mapping[str, Any], name: str, default: int, problems: list[SpecError]) -> int:
+    """A pool's count field: a whole number from 0 to MAX_COUNT; anything else is a problem and
+    reads as the CRD's default (or, above the cap, as the cap)."""
+    raw = spec.get(name, default)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        problems.append(SpecError(f"spec.{name}", f"expected a whole number from 0 to {MAX_COUNT}, "
+                                                  f"got {shown(raw)}; using {default}"))
+        return default
+    if raw > MAX_COUNT:
+        problems.append(SpecError(f"spec.{name}", f"must be at most {MAX_COUNT}, got {shown(raw)}; using {MAX_COUNT}"))
+        return MAX_COUNT
+    return raw
+
+
 def read_pool(obj: Mapping[str, Any], default_namespace: str = "default") -> Pool:
-    """Read an MCPPool dict; unusable values fall back to the CRD's defaults."""
+    """Read an MCPPool dict; unusable values fall back to the CRD's defaults and are listed in `problems`."""
     meta = _metadata(obj)
     spec = obj.get("spec") if isinstance(obj.get("spec"), Mapping) else {}
+    problems: list[SpecError] = []
+    without = " (servers run without these defaults)"
     try:
         idle = parse_duration(spec.get("defaultIdleTimeout", DEFAULT_IDLE_TIMEOUT), "spec.defaultIdleTimeout")
-    except SpecError:
+    except SpecError as err:
+        problems.append(SpecError(err.field, f"{err.message}; using {DEFAULT_IDLE_TIMEOUT:g}s"))
         idle = DEFAULT_IDLE_TIMEOUT
-    max_active = spec.get("maxActive", 10)
-    max_idle = spec.get("maxIdle", 2)
-    resources, problems = read_resources(spec.get("defaultResources"), "spec.defaultResources")
+    max_active = _count(spec, "maxActive", 10, problems)
+    max_idle = _count(spec, "maxIdle", 2, problems)
+    resources, resource_problems = read_resources(spec.get("defaultResources"), "spec.defaultResources")
+    problems.extend(SpecError(p.field, p.message + without) for p in resource_problems)
     status = obj.get("status") if isinstance(obj.get("status"), Mapping) else {}
     active = status.get("active")
     return Pool(
@@ -351,8 +398,8 @@ def read_pool(obj: Mapping[str, Any], default_namespace: str = "default") -> Poo
         namespace=str(meta.get("namespace") or default_namespace),
         uid=str(meta.get("uid", "")),
         generation=_generation(meta),
-        max_active=max_active if isinstance(max_active, int) and max_active >= 0 else 10,
-        max_idle=max_idle if isinstance(max_idle, int) and max_idle >= 0 else 2,
+        max_active=max_active,
+        max_idle=max_idle,
         default_idle_timeout=idle,
         default_resources=resources,
         deleting=bool(meta.get("deletionTimestamp")),

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 
 import crds
-from nmcp.resources import API_VERSION
+from nmcp.resources import API_VERSION, shown
 
 RESOURCES_BY_KIND = {kind: resource for resource, kind in crds.KINDS.items()}
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -110,9 +110,11 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum":
         return f"unsupported value {error.instance!r}: supported values: {', '.join(map(repr, error.validator_value))}"
     if error.validator == "pattern":
-        return f"invalid value {error.instance!r}: should match {error.validator_value!r}"
+        return f"invalid value {shown(error.instance)}: should match {error.validator_value!r}"
     if error.validator == "minimum":
-        return f"should be greater than or equal to {error.validator_value}, got {error.instance}"
+        return f"should be greater than or equal to {error.validator_value}, got {shown(error.instance)}"
+    if error.validator == "maximum":
+        return f"should be less than or equal to {error.validator_value}, got {shown(error.instance)}"
     return error.message
 
 
