@@ -17,6 +17,10 @@ something happens (demand, a process starting, exiting or stopping, a manifest c
 the earliest `resyncAfterSeconds` the hooks asked for. The loop is the only writer of statuses and
 the only place Pods are created, so pool admission is as race-free as in a cluster, where
 Metacontroller never syncs one parent twice at once.
+
+Failures are isolated per object, as Metacontroller isolates them per parent: a pool or server
+whose sync raises is logged and marked (Ready=False `ReconcileFailed`, a server Degraded), and the
+pass goes on with the others (`_isolated`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import gevent.event
 
 from gateway.process import LogBuffer
 from hooks import sync as hooks
+from hooks.lifecycle import DEGRADED, condition
 from nmcp.embedded import controller as mc
 from nmcp.embedded.observe import observed_pod
 from nmcp.embedded.pods import LocalPod
@@ -84,6 +89,7 @@ class Reconciler:
         self.passes_started = 0
         self.passes_completed = 0
         self.last_error: str = ""
+        self._failures: dict[str, str] = {}  # "Kind ns/name" -> error, of the objects the last pass failed on
         self._wake = gevent.event.Event()
         self._changed = gevent.event.Event()
         self._greenlets: list[gevent.Greenlet] = []
@@ -179,16 +185,54 @@ class Reconciler:
                      extra={"event": change.action, "kind": change.kind, "object": change.key})
         resyncs: list[float] = []
         self._collect_garbage()
+        failed: dict[str, str] = {}
         for pool in self.store.pools():
-            resyncs.append(self._sync_pool(pool, now))
+            resyncs.append(self._isolated(POOL, pool, now, failed, lambda p=pool: self._sync_pool(p, now)))
         world = self._world()  # after the pools' changes: what every server sync relates
         for server in self.store.servers():
-            resyncs.append(self._sync_server(server, now, world))
+            resyncs.append(self._isolated(SERVER, server, now, failed,
+                                          lambda s=server: self._sync_server(s, now, world)))
+        self._failures = failed
         self.passes_completed += 1
         changed, self._changed = self._changed, gevent.event.Event()
         changed.set()
         due = [r for r in resyncs if r]
         return min(due) if due else None
+
+    def _isolated(self, kind: str, obj: dict[str, Any], now: datetime, failed: dict[str, str],
+                  sync: Callable[[], float]) -> float:
+        """Run one parent's sync; if it fails, mark that parent and go on with the others.
+
+        As under Metacontroller, where each parent's hook call fails alone: one object the hooks
+        cannot handle never stops the reconcile of the rest (their demand, their shutdowns). The
+        failed object shows Ready=False `ReconcileFailed` with the error (a server also turns
+        Degraded, so a waiting client gets that reason at once), and is retried after ERROR_RETRY.
+        What it already runs is left as it is: nothing is created or deleted for it meanwhile.
+        """
+        key = mc.object_key(obj)
+        try:
+            return sync()
+        except Exception as err:
+            detail = f"{type(err).__name__}: {err}"
+            failed[f"{kind} {key}"] = detail
+            if self._failures.get(f"{kind} {key}") != detail:  # the traceback once, not every second
+                log.exception("%s %s: reconcile failed; the other objects go on", kind, key,
+                              extra={"event": "reconcile_failed", "kind": kind, "object": key, "error": detail})
+            self._mark_failed(kind, key, obj, detail, now)
+            return ERROR_RETRY
+
+    def _mark_failed(self, kind: str, key: str, obj: dict[str, Any], detail: str, now: datetime) -> None:
+        status = dict(obj.get("status") or {})
+        previous = [c for c in status.get("conditions") or () if isinstance(c, Mapping)]
+        generation = int((obj.get("metadata") or {}).get("generation") or 0)
+        ready = condition("Ready", False, "ReconcileFailed", f"the hooks failed on this {kind}: {detail}",
+                          generation=generation, previous=previous, now=now)
+        status["conditions"] = [ready, *(c for c in previous if c.get("type") != "Ready")]
+        if kind == SERVER:
+            status["phase"] = DEGRADED
+            self._write_server_status(key, obj, status)
+        else:
+            self.store.set_status(kind, key, status)
 
     def _world(self) -> dict[str, list[dict[str, Any]]]:
         return {
@@ -268,19 +312,23 @@ class Reconciler:
         related = mc.select_related(rules or [], world)
         request = mc.sync_request(mc.SERVER_CONTROLLER, server, {}, related)
         response = hooks.sync_server(request, now)
+        self._write_server_status(key, server, response.get("status"))
+        if request["finalizing"] and response.get("finalized"):
+            log.info("MCPServer %s deleted", key, extra={"event": "deleted", "kind": SERVER, "object": key})
+            self.store.remove(SERVER, key)
+            self.logs.pop(f"{server['metadata']['namespace']}/{child_name(server['metadata']['name'])}", None)
+        return float(response.get("resyncAfterSeconds") or 0)
+
+    def _write_server_status(self, key: str, server: dict[str, Any], status: Mapping[str, Any] | None) -> None:
+        """Write a server's status and log its phase change, if any."""
         before = _phase_of(server)
-        self.store.set_status(SERVER, key, response.get("status"))
+        self.store.set_status(SERVER, key, status)
         after = _phase_of(server)
         if after[0] != before[0]:
             phase, reason, message = after
             log.info("server %s: %s -> %s (%s: %s)", key, before[0] or "New", phase, reason, message, extra={
                 "event": "phase", "server": key, "from": before[0] or None, "to": phase,
                 "reason": reason, "detail": message})
-        if request["finalizing"] and response.get("finalized"):
-            log.info("MCPServer %s deleted", key, extra={"event": "deleted", "kind": SERVER, "object": key})
-            self.store.remove(SERVER, key)
-            self.logs.pop(f"{server['metadata']['namespace']}/{child_name(server['metadata']['name'])}", None)
-        return float(response.get("resyncAfterSeconds") or 0)
 
     def _log_pool(self, key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         counts = ("active", "idle", "waiting", "stopped", "servers")
