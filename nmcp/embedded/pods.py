@@ -3,8 +3,15 @@
 A `LocalPod` runs the `server` container of the Pod the pool's sync hook asked for (its command,
 args and env) with `gateway.process.ServerProcess`, the same process class the gateway's local
 runtime uses. Like a kubelet with `restartPolicy: Always`, it restarts a process that exits on
-its own: the first time at once, then after a back-off that doubles from 10 s up to 5 min (reset
-after 10 minutes of running), showing `CrashLoopBackOff` meanwhile. A Pod with a tcpSocket
+its own: the first time at once, then after a back-off that doubles from 10 s up to 5 min, showing
+`CrashLoopBackOff` meanwhile (the server is Degraded, and clients are refused with that reason).
+
+The back-off resets after a healthy run, so that a server that crashed on one request is not
+refused to every other session for longer and longer: a run is healthy when the process answered
+on stdout (a JSON line: it started and spoke MCP, so whatever killed it came later, most likely
+one request) or stayed up for BACKOFF_RESET (60 s). A healthy run's exit restarts it at once;
+only exits in a row without one back off. (A kubelet waits for 10 minutes of running; a local
+server shared by every session of a machine cannot.) A Pod with a tcpSocket
 readiness probe (HTTP transports) is Ready once its port accepts connections; a stdio Pod is
 Ready as soon as its process runs. `delete()` stops the process (SIGTERM, then SIGKILL after the
 Pod's termination grace period) and the Pod is gone once the process has been reaped.
@@ -27,7 +34,7 @@ import gevent
 import gevent.event
 import gevent.socket
 
-from gateway.process import LogBuffer, ServerProcess, environment
+from gateway.process import LogBuffer, ServerProcess, environment, secret_values
 from nmcp.embedded.controller import object_key
 from nmcp.embedded.observe import Exit, PodSnapshot
 
@@ -35,7 +42,7 @@ log = logging.getLogger("nmcp.up")
 
 BACKOFF_START = 10.0
 BACKOFF_MAX = 300.0
-BACKOFF_RESET = 600.0  # a process that ran this long starts its back-off afresh
+BACKOFF_RESET = 60.0  # a process that ran this long (or answered at all) starts its back-off afresh
 PROBE_INTERVAL = 0.2
 DEFAULT_GRACE = 10.0
 
@@ -68,6 +75,7 @@ class LocalPod:
         container = (spec.get("containers") or [{}])[0]
         self.command: list[str] = [*container.get("command", []), *container.get("args", [])]
         self.env = {**(extra_env or {}), **environment(container.get("env") or [])}
+        self.secrets = secret_values(container.get("env") or [], self.env)
         probe = (container.get("readinessProbe") or {}).get("tcpSocket") or {}
         self.probe_port: int | None = probe.get("port") if isinstance(probe.get("port"), int) else None
         grace = spec.get("terminationGracePeriodSeconds")
@@ -104,7 +112,8 @@ class LocalPod:
         """A process of its own for one client session (`isolation: session`), from the same
         container spec; it ends with its session or with the Pod. OSError if it cannot start."""
         process = ServerProcess(f"{self.name}-session", self.command[:1], self.command[1:], self.env,
-                                log_buffer=self.log_buffer, cwd=self._cwd, stop_grace=self.grace)
+                                log_buffer=self.log_buffer, cwd=self._cwd, stop_grace=self.grace,
+                                secrets=self.secrets)
         self._session_processes = [p for p in self._session_processes if p.alive()] + [process]
         return process
 
@@ -119,13 +128,14 @@ class LocalPod:
             started = self._clock()
             try:
                 proc = ServerProcess(self.name, self.command[:1], self.command[1:], self.env,
-                                     log_buffer=self.log_buffer, cwd=self._cwd, stop_grace=self.grace)
+                                     log_buffer=self.log_buffer, cwd=self._cwd, stop_grace=self.grace,
+                                     secrets=self.secrets)
             except OSError as err:
                 finished = self._clock()
                 detail = f"cannot run {self.command[0]!r}: {err.strerror or err}"
                 self.log_buffer.append(f"[nmcp] {detail}")
                 self._last_exit = Exit(128, started, finished, detail)
-                reason = "RunContainerError"
+                reason, healthy = "RunContainerError", False
             else:
                 if self.deleting:  # deleted while it was being spawned
                     proc.stop(self.grace)
@@ -133,6 +143,7 @@ class LocalPod:
                 self._started(proc)
                 code = proc.wait()
                 finished = self._clock()
+                healthy = proc.answered or (finished - started).total_seconds() >= BACKOFF_RESET
                 self.process, self._running_since, self._ready_since = None, None, None
                 if self.deleting:
                     break
@@ -140,7 +151,7 @@ class LocalPod:
                 self._last_exit = Exit(code if code is not None else -1, started, finished, detail)
                 reason = "CrashLoopBackOff"
             self._restarts += 1
-            consecutive = 1 if (finished - started).total_seconds() >= BACKOFF_RESET else consecutive + 1
+            consecutive = 1 if healthy else consecutive + 1
             delay = 0.0 if consecutive == 1 else min(BACKOFF_START * 2 ** (consecutive - 2), BACKOFF_MAX)
             log.warning("pod %s: %s; restarting %s", self.key, detail, f"in {delay:g}s" if delay else "now")
             self._waiting = (reason, f"{detail} (back-off {delay:g}s restarting container server)") if delay \
