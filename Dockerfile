@@ -3,12 +3,13 @@
 #   nmcp gateway --bind 0.0.0.0:8080 --runtime kubernetes    the MCP gateway
 # The Helm chart (helm/nmcp) runs it as UID/GID 10001 with a read-only root filesystem.
 #
-# Builds anywhere with `docker build .` (or podman): Python packages come from PyPI. Two build
-# arguments let it build with no network at all (image/build.sh, `make image`, does both):
-#   PYTHON_IMAGE  any Debian-based image with python3 (3.11+) and its venv module, e.g. one made
-#                 with mmdebstrap and `podman import` (image/base.sh);
-#   and a wheelhouse in image/wheels/ (`pip wheel`): when it holds wheels, pip installs from it
-#   alone (--no-index), so no step reaches a package index.
+# Builds anywhere with `docker build .` (or podman): Python packages come from PyPI. Two things
+# let it build with no network at all (image/build.sh, `make image`, does both):
+#   the build argument PYTHON_IMAGE: any Debian-based image with python3 (3.11+) and its venv
+#     module, e.g. one made with mmdebstrap and `podman import` (image/base.sh);
+#   a wheelhouse (`pip wheel`) at /wheels: when it holds wheels, pip installs from it alone
+#     (--no-index). It comes from image/wheels/ in the build context, or a mount over /wheels
+#     (`podman build --volume DIR:/wheels:ro`, what image/build.sh does).
 # EXTRA_PACKAGES adds PyPI packages to the same virtualenv, e.g. MCP servers for `nmcp up` in the
 # image ("mcp-server-time==2026.10.19"); none by default: in a cluster, servers run in their own images.
 
@@ -22,7 +23,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/nmcp
-# The wheelhouse (empty but for its README unless image/build.sh or you filled it).
+# The wheelhouse: image/wheels/ holds only its README unless you put wheels there.
 COPY image/wheels/ /wheels/
 WORKDIR /src
 COPY pyproject.toml README.md ./
