@@ -3,9 +3,14 @@
 `ServerProcess` spawns a server from `command`/`args`/`env` with gevent's subprocess module, so
 every pipe read blocks only the calling greenlet. Its stdin/stdout form a `StdioConnection`
 (newline-delimited JSON-RPC); its stderr is pumped line by line into a `LogBuffer` (what
-`GET .../logs` shows) and the gateway's own log, never to a client. `stop()` sends SIGTERM, then
-SIGKILL after a grace period, and always waits for the child: gevent's child watcher reaps it, so
-a server that dies on its own never lingers as a zombie either.
+`GET .../logs` shows) and the gateway's own log, never to a client, with the values of the
+server's secret variables redacted (`secret_values`). `stop()` sends SIGTERM, then SIGKILL after a
+grace period, and always waits for the child: gevent's child watcher reaps it, so a server that
+dies on its own never lingers as a zombie either.
+
+A server gets a minimal environment (`base_environment`: PATH, HOME, locale and the like) plus
+its manifest's variables, never the gateway's whole environment. It runs in a process group of
+its own, which is ended with it, and which `gateway.reaper` ends even if the gateway is killed.
 
 Used by the local runtime and by `nmcp up`'s embedded runtime.
 """
@@ -19,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +32,8 @@ import gevent
 import gevent.event
 import gevent.lock
 from gevent import subprocess
+
+from gateway.reaper import Watchdog, group_alive
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +77,72 @@ class LogBuffer:
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the gateway dies without stopping us (Linux)."""
+    """In the child before exec: get SIGTERM if the gateway dies without stopping us (Linux).
+
+    Only the direct child gets it; the rest of its process group is `gateway.reaper`'s job."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+# What a local server inherits from the gateway's environment, and why; nothing else passes
+# (never an NMCP_* setting, a cloud credential or a token the gateway was started with). A
+# manifest adds its own variables; `valueFrom` takes a named variable from the gateway's
+# environment (see `environment`), which is how a local server is handed a secret.
+INHERITED = (
+    "PATH",  # to find the command and what it runs (npx finds node); nmcp up puts its venv's bin first
+    "HOME",  # where per-user caches and configuration live (npm's cache for npx, uv, pip)
+    "USER", "LOGNAME",  # who runs it: some tools name files or defaults after the user
+    "LANG", "LANGUAGE", "TZ",  # text encoding, messages and local time, as the user has them
+    "TMPDIR",  # the user's temporary directory (per-user on macOS)
+    "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME",  # moved per-user directories
+    "XDG_RUNTIME_DIR",
+)
+INHERITED_PREFIXES = ("LC_",)  # the locale categories, like LANG
+# `valueFrom` never reads these from the gateway's environment: they are the gateway's own settings.
+GATEWAY_PREFIX = "NMCP_"
+
+
+def base_environment(source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The part of `source` (the gateway's environment) a local server inherits: INHERITED only."""
+    source = os.environ if source is None else source
+    return {name: value for name, value in source.items()
+            if name in INHERITED or name.startswith(INHERITED_PREFIXES)}
+
+
 def _spawn_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    # The server inherits the gateway's environment (PATH, HOME, proxies) with its own on top.
-    return {**os.environ, **(env or {})}
+    return {**base_environment(), **(env or {})}
+
+
+# Log redaction. One rule, for every local server: a variable of its manifest is secret when it
+# comes from `valueFrom` (a secretKeyRef in a cluster; locally, a value taken from the gateway's
+# environment) or when its name contains one of these words (case-insensitive). Its value is
+# replaced by REDACTED in every line of the server's log (what GET .../logs serves, and the
+# gateway's own log). Values shorter than MIN_SECRET are left: a "1" or "true" would blank out
+# half the log, and is no secret.
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "KEY", "AUTH")
+MIN_SECRET = 4
+REDACTED = "[redacted]"
+
+
+def secret_values(env: Sequence[Mapping[str, Any]], resolved: Mapping[str, str]) -> tuple[str, ...]:
+    """The values in `resolved` (what the process gets) of the variables of `env` (the manifest's
+    list) that the rule above calls secret, longest first."""
+    found = set()
+    for item in env:
+        name = str(item.get("name", ""))
+        value = resolved.get(name, "")
+        secret = "valueFrom" in item or any(word in name.upper() for word in SECRET_WORDS)
+        if secret and len(value) >= MIN_SECRET:
+            found.add(value)
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def redact(line: str, secrets: Sequence[str]) -> str:
+    """`line` with every occurrence of each secret replaced by REDACTED."""
+    for secret in secrets:
+        if secret in line:
+            line = line.replace(secret, REDACTED)
+    return line
 
 
 class ServerProcess:
@@ -84,9 +150,15 @@ class ServerProcess:
 
     def __init__(self, name: str, command: Sequence[str], args: Sequence[str] = (),
                  env: Mapping[str, str] | None = None, *, log_buffer: LogBuffer | None = None,
-                 cwd: str | None = None, stop_grace: float = DEFAULT_STOP_GRACE) -> None:
-        """Spawn the process now; OSError (e.g. FileNotFoundError) if it cannot be started."""
+                 cwd: str | None = None, stop_grace: float = DEFAULT_STOP_GRACE,
+                 secrets: Sequence[str] = ()) -> None:
+        """Spawn the process now; OSError (e.g. FileNotFoundError) if it cannot be started.
+
+        `env` is all the process gets besides `base_environment()`; `secrets` (see
+        `secret_values`) are redacted from every line it logs."""
         self.name = name
+        self.secrets = tuple(secrets)
+        self.answered = False  # wrote a JSON line on stdout: it ran far enough to speak MCP
         self.log_buffer = log_buffer if log_buffer is not None else LogBuffer()
         self.stop_grace = stop_grace
         self._log = logging.getLogger(f"nmcp.server.{name}")
@@ -99,8 +171,11 @@ class ServerProcess:
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         self.pid: int = self._proc.pid
+        _watchdog.register(self.pid)  # start_new_session made pid its group id
+        self._group_ended = False
+        self._exit_watch = gevent.spawn(self._watch_exit)
         self._stderr_pump = gevent.spawn(self._pump_stderr)
-        started = f"[nmcp] started pid {self.pid}: {' '.join([*command, *args])}"
+        started = redact(f"[nmcp] started pid {self.pid}: {' '.join([*command, *args])}", self.secrets)
         self.log_buffer.append(started)
         self._log.info("%s", started)
 
@@ -130,6 +205,8 @@ class ServerProcess:
         if not line:
             self._eof = True
             return None
+        if line.startswith(b"{"):
+            self.answered = True
         return line.rstrip(b"\r\n") if line.endswith(b"\n") else line
 
     def close(self) -> None:
@@ -161,13 +238,16 @@ class ServerProcess:
                     self._proc.stdin.close()
             if self._proc.poll() is None:
                 self._signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
         code = self.wait(grace)
         if code is None:
             self._log.warning("pid %d did not exit %.1fs after SIGTERM; killing it", self.pid, grace)
             self._signal(signal.SIGKILL)
             code = self.wait()
-        # Child processes left behind by the server (npx, shells) share its group.
-        self._signal(signal.SIGKILL)
+        # The rest of its group got the SIGTERM too: the same grace, then SIGKILL.
+        while not self._group_ended and group_alive(self.pid) and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        self._end_group()
         self._stderr_pump.join(timeout=1)
         for stream in (self._proc.stdout, self._proc.stderr):
             if stream is not None:
@@ -181,13 +261,29 @@ class ServerProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)  # start_new_session made pid its group id
 
+    def _watch_exit(self) -> None:
+        # Not at the end of stderr: a child left behind (npx's node) holds the pipe open.
+        # A stop in progress gives the group its grace period itself.
+        self._proc.wait()
+        if not self._stopping:
+            self._end_group()
+
+    def _end_group(self) -> None:
+        """Once the server itself has exited: SIGKILL what it left in its group (npx's node, a
+        shell's children: every process a server starts dies with it), and tell the watchdog."""
+        if self._group_ended:
+            return
+        self._group_ended = True
+        self._signal(signal.SIGKILL)
+        _watchdog.forget(self.pid)
+
     def _pump_stderr(self) -> None:
         stderr = self._proc.stderr
         if stderr is None:
             return
         try:
             for raw in stderr:
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                line = redact(raw.decode("utf-8", "replace").rstrip("\r\n"), self.secrets)
                 self.log_buffer.append(line)
                 self._log.info("%s", line)
         except (OSError, ValueError):
@@ -205,7 +301,8 @@ def environment(env: Sequence[Mapping[str, Any]], source: Mapping[str, str] | No
     """A Kubernetes EnvVar list as a plain dict for a local process.
 
     `value` is taken as is. `valueFrom` cannot be resolved without a cluster, so such a variable is
-    taken from `source` (the gateway's own environment) when set there, and otherwise left out.
+    taken from `source` (the gateway's own environment) when set there, and otherwise left out;
+    never one of the gateway's own `NMCP_*` settings.
     """
     source = os.environ if source is None else source
     out: dict[str, str] = {}
@@ -215,6 +312,9 @@ def environment(env: Sequence[Mapping[str, Any]], source: Mapping[str, str] | No
             continue
         if "value" in item:
             out[name] = str(item["value"])
-        elif name in source:
+        elif name in source and not name.startswith(GATEWAY_PREFIX):
             out[name] = source[name]
     return out
+
+
+_watchdog = Watchdog()

@@ -20,7 +20,7 @@ import gevent
 import gevent.socket
 
 from gateway.config import Config
-from gateway.process import LogBuffer, ServerProcess, environment
+from gateway.process import LogBuffer, ServerProcess, environment, secret_values
 from gateway.runtime import (
     HttpEndpoint,
     ServerNotFound,
@@ -138,8 +138,9 @@ class LocalRuntime:
         server = entry.server
         self._check_runnable(server)
         try:
-            return ServerProcess(server.key, server.command, server.args, environment(server.env),
-                                 log_buffer=entry.logs, stop_grace=self.stop_grace)
+            env = environment(server.env)
+            return ServerProcess(server.key, server.command, server.args, env, log_buffer=entry.logs,
+                                 stop_grace=self.stop_grace, secrets=secret_values(server.env, env))
         except OSError as err:
             entry.logs.append(f"[nmcp] cannot start {' '.join(server.command)}: {err}")
             raise StartFailed(f"{server.key}: cannot start {server.command[0]!r}: {err}", reason="SpawnFailed") from err

@@ -100,6 +100,20 @@ def fds(pid: int) -> set[str]:
 
 
 def descendants(pid: int) -> set[int]:
+    """Every process below `pid` but the process-group watchdog (gateway/reaper.py), which lives
+    as long as the worker by design."""
+    return {child for child in _all_descendants(pid)
+            if b"gateway/reaper.py" not in _read(Path(f"/proc/{child}/cmdline"))}
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _all_descendants(pid: int) -> set[int]:
     out: set[int] = set()
     todo = [pid]
     while todo:
