@@ -4,7 +4,7 @@ A seeded fuzz corpus (mutations of every fixture request in tests/hooks/fixtures
 schema accepts at its very edges, deep nesting) is posted to the real app under gunicorn
 (gthread, hooks/gunicorn.conf.py, as tests/hooks/test_hook_http.py serves it). Every answer is a
 200 with a status, or a 4xx with a JSON error from the app's one error handler. The corpus is the
-same on every run (seed 13), and bounded: a few hundred bodies, a few seconds.
+same on every run (seed 13), and bounded: a thousand bodies, a few seconds.
 
 Alongside: values the schema lets through but nmcp caps are a condition naming the field
 (Degraded / InvalidSpec), never an exception, and a server nmcp cannot compute with anyway stays
@@ -34,7 +34,7 @@ from tests.support import ROOT, gunicorn
 
 FIXTURES = ROOT / "tests" / "hooks" / "fixtures"
 SEED = 13
-MUTANTS = 300
+MUTANTS = 1000
 
 # Values a hostile or careless writer can put anywhere: the edges of every type.
 HOSTILE: list[Any] = [
