@@ -24,6 +24,7 @@ from nmcp import schema
 
 SUFFIXES = (".yaml", ".yml", ".json")  # JSON is YAML too
 KINDS = ("MCPServer", "MCPPool")
+TOO_DEEP = "nested too deeply to read (hundreds of levels; a manifest needs a handful)"
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,10 @@ def parse(text: str, source: str, namespace: str = "default") -> LoadResult:
         for index, doc in enumerate(yaml.safe_load_all(text), start=1):
             if doc is None:
                 continue  # an empty document, e.g. after a trailing `---`
-            obj, found = schema.validate(doc, namespace)
+            try:
+                obj, found = schema.validate(doc, namespace)
+            except RecursionError:
+                obj, found = None, [schema.Problem("(document)", TOO_DEEP)]
             if obj is None:
                 subject = _subject(doc)
                 problems += [Problem(source, index, p.field, p.message, subject) for p in found]
@@ -122,6 +126,8 @@ def parse(text: str, source: str, namespace: str = "default") -> LoadResult:
         line = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err)
         problems.append(Problem(source, index + 1, "(yaml)", f"{line}{problem}"))
+    except RecursionError:  # the YAML parser recurses once per level
+        problems.append(Problem(source, index + 1, "(yaml)", TOO_DEEP))
     return LoadResult(tuple(manifests), tuple(problems))
 
 

@@ -115,7 +115,8 @@ def _message(error: jsonschema.ValidationError) -> str:
         return f"should be greater than or equal to {error.validator_value}, got {shown(error.instance)}"
     if error.validator == "maximum":
         return f"should be less than or equal to {error.validator_value}, got {shown(error.instance)}"
-    return error.message
+    # jsonschema's own messages quote the whole value: a hostile one must not flood the log.
+    return error.message if len(error.message) <= 200 else f"{error.message[:200]}..."
 
 
 def validate(doc: Any, namespace: str = "default") -> tuple[dict[str, Any] | None, list[Problem]]:

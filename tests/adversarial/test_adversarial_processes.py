@@ -31,6 +31,7 @@ import requests
 from mcp import Client
 
 from gateway.process import INHERITED, REDACTED
+from nmcp.manifests import load
 from tests.support import ROOT, VENV_BIN, wait_for
 from tests.up.running import GUARD, call_tool, descendants, nmcp_up, pool, time_server, write
 
@@ -104,6 +105,17 @@ def test_a_server_the_hooks_cannot_run_does_not_stop_the_others(tmp_path: Path) 
         assert up.server("wedge")["phase"] == "Degraded"
         assert "reconcile pass failed" not in up.log()
         assert requests.get(f"{up.base}/readyz", timeout=GUARD).status_code == 200
+
+
+def test_a_manifest_nested_too_deeply_is_a_problem_naming_its_file_and_the_others_load(tmp_path: Path) -> None:
+    for depth in (400, 5000):
+        deep = write(tmp_path, "deep.yaml", probe_server("deep", spec=f"securityContext: {'[' * depth}{']' * depth}"))
+        write(tmp_path, "fine.yaml", pool(), time_server("fine"))
+        result = load([tmp_path])
+        assert [m.name for m in result.manifests] == ["default", "fine"]
+        (problem,) = result.problems
+        assert problem.source == str(deep)
+        assert len(str(problem)) < 500  # the value is not copied into the message
 
 
 RECONCILE_PROBE = """
