@@ -4,7 +4,7 @@
 every pipe read blocks only the calling greenlet. Its stdin/stdout form a `StdioConnection`
 (newline-delimited JSON-RPC); its stderr is pumped line by line into a `LogBuffer` (what
 `GET .../logs` shows) and the gateway's own log, never to a client, with the values of the
-server's secret variables redacted (`secret_values`). `stop()` sends SIGTERM, then SIGKILL after a
+server's secret variables redacted (`gateway.redaction`). `stop()` sends SIGTERM, then SIGKILL after a
 grace period, and always waits for the child: gevent's child watcher reaps it, so a server that
 dies on its own never lingers as a zombie either.
 
@@ -34,6 +34,7 @@ import gevent.lock
 from gevent import subprocess
 
 from gateway.reaper import Watchdog, group_alive
+from gateway.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -113,38 +114,6 @@ def _spawn_env(env: Mapping[str, str] | None) -> dict[str, str]:
     return {**base_environment(), **(env or {})}
 
 
-# Log redaction. One rule, for every local server: a variable of its manifest is secret when it
-# comes from `valueFrom` (a secretKeyRef in a cluster; locally, a value taken from the gateway's
-# environment) or when its name contains one of these words (case-insensitive). Its value is
-# replaced by REDACTED in every line of the server's log (what GET .../logs serves, and the
-# gateway's own log). Values shorter than MIN_SECRET are left: a "1" or "true" would blank out
-# half the log, and is no secret.
-SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "KEY", "AUTH")
-MIN_SECRET = 4
-REDACTED = "[redacted]"
-
-
-def secret_values(env: Sequence[Mapping[str, Any]], resolved: Mapping[str, str]) -> tuple[str, ...]:
-    """The values in `resolved` (what the process gets) of the variables of `env` (the manifest's
-    list) that the rule above calls secret, longest first."""
-    found = set()
-    for item in env:
-        name = str(item.get("name", ""))
-        value = resolved.get(name, "")
-        secret = "valueFrom" in item or any(word in name.upper() for word in SECRET_WORDS)
-        if secret and len(value) >= MIN_SECRET:
-            found.add(value)
-    return tuple(sorted(found, key=len, reverse=True))
-
-
-def redact(line: str, secrets: Sequence[str]) -> str:
-    """`line` with every occurrence of each secret replaced by REDACTED."""
-    for secret in secrets:
-        if secret in line:
-            line = line.replace(secret, REDACTED)
-    return line
-
-
 class ServerProcess:
     """A running server process; its stdio is a `StdioConnection` (send/receive/close)."""
 
@@ -155,7 +124,7 @@ class ServerProcess:
         """Spawn the process now; OSError (e.g. FileNotFoundError) if it cannot be started.
 
         `env` is all the process gets besides `base_environment()`; `secrets` (see
-        `secret_values`) are redacted from every line it logs."""
+        `gateway.redaction.secret_values`) are redacted from every line it logs."""
         self.name = name
         self.secrets = tuple(secrets)
         self.answered = False  # wrote a JSON line on stdout: it ran far enough to speak MCP

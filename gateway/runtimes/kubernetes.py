@@ -36,6 +36,7 @@ from gateway.kube.cache import Informer, Store
 from gateway.kube.client import MCPSERVERS, PODS, KubeClient, KubeError, NotFound
 from gateway.kube.config import ClusterConfigError, load_cluster
 from gateway.kube.demand import DemandWriter, Observed, Policy, request_honoured
+from gateway.redaction import redact, secret_values
 from gateway.runtime import (
     AmbiguousServer,
     HttpEndpoint,
@@ -338,10 +339,12 @@ class KubernetesRuntime:
         if not follow:
             params["tailLines"] = "1000"
         stdio = not state.server.transport.is_http
+        # Only literal values can be known here: the kubelet resolves valueFrom (gateway.redaction).
+        secrets = secret_values(state.server.env)
         try:
             for line in self.client.stream_lines(PODS, ref.namespace, pod, "log", params):
                 if not (stdio and _is_protocol_line(line)):
-                    yield line
+                    yield redact(line, secrets)
         except NotFound as err:
             raise ServerNotFound(f"{ref} has no Pod ({pod}): it is {state.phase}") from err
 

@@ -20,7 +20,8 @@ import gevent
 import gevent.socket
 
 from gateway.config import Config
-from gateway.process import LogBuffer, ServerProcess, environment, secret_values
+from gateway.process import LogBuffer, ServerProcess, environment
+from gateway.redaction import secret_values
 from gateway.runtime import (
     HttpEndpoint,
     ServerNotFound,

@@ -34,7 +34,8 @@ import gevent
 import gevent.event
 import gevent.socket
 
-from gateway.process import LogBuffer, ServerProcess, environment, secret_values
+from gateway.process import LogBuffer, ServerProcess, environment
+from gateway.redaction import secret_values
 from nmcp.embedded.controller import object_key
 from nmcp.embedded.observe import Exit, PodSnapshot
 

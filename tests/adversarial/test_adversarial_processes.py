@@ -30,7 +30,8 @@ import pytest
 import requests
 from mcp import Client
 
-from gateway.process import INHERITED, REDACTED
+from gateway.process import INHERITED, base_environment, environment
+from gateway.redaction import REDACTED, redact, secret_values
 from nmcp.manifests import load
 from tests.support import ROOT, VENV_BIN, wait_for
 from tests.up.running import GUARD, call_tool, descendants, nmcp_up, pool, time_server, write
@@ -302,3 +303,22 @@ env:
         assert f"API_TOKEN={REDACTED}" in logs and f"DB_PASSWORD={REDACTED}" in logs
         assert "GREETING=visible-value" in logs  # only secrets are redacted
         assert token not in up.log() and password not in up.log()  # nor in nmcp's own log
+
+
+def test_the_redaction_rule_and_the_inherited_environment() -> None:
+    env = [{"name": "API_TOKEN", "value": "tok-123456"}, {"name": "db_password", "value": "pw-abcdef"},
+           {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+           {"name": "SHORT_KEY", "value": "abc"}, {"name": "GREETING", "value": "hello world"}]
+    resolved = {"API_TOKEN": "tok-123456", "db_password": "pw-abcdef", "FROM_SECRET": "resolved-secret",
+                "SHORT_KEY": "abc", "GREETING": "hello world"}
+    # Local runtimes know every value; Kubernetes only the literal ones (the kubelet resolves valueFrom).
+    assert set(secret_values(env, resolved)) == {"tok-123456", "pw-abcdef", "resolved-secret"}
+    assert set(secret_values(env)) == {"tok-123456", "pw-abcdef"}
+    assert redact("token tok-123456, and tok-123456789", ("tok-123456789", "tok-123456")) == \
+        f"token {REDACTED}, and {REDACTED}"
+    assert redact("hello world", secret_values(env, resolved)) == "hello world"
+    inherited = base_environment({"PATH": "/bin", "HOME": "/root", "LC_ALL": "C", "NMCP_BIND": "x",
+                                  "AWS_SECRET_ACCESS_KEY": "y", "KUBECONFIG": "z"})
+    assert inherited == {"PATH": "/bin", "HOME": "/root", "LC_ALL": "C"}
+    assert environment([{"name": "NMCP_BIND", "valueFrom": {}}, {"name": "OTHER", "valueFrom": {}}],
+                       {"NMCP_BIND": "x", "OTHER": "y"}) == {"OTHER": "y"}
