@@ -153,7 +153,8 @@ class LocalPod:
                 reason = "CrashLoopBackOff"
             self._restarts += 1
             consecutive = 1 if healthy else consecutive + 1
-            delay = 0.0 if consecutive == 1 else min(BACKOFF_START * 2 ** (consecutive - 2), BACKOFF_MAX)
+            # The exponent is capped: past a thousand exits in a row 2**n would no longer fit a float.
+            delay = 0.0 if consecutive == 1 else min(BACKOFF_START * 2 ** min(consecutive - 2, 16), BACKOFF_MAX)
             log.warning("pod %s: %s; restarting %s", self.key, detail, f"in {delay:g}s" if delay else "now")
             self._waiting = (reason, f"{detail} (back-off {delay:g}s restarting container server)") if delay \
                 else ("ContainerCreating", "restarting after the process exited")
