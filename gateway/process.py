@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import signal
@@ -134,11 +135,14 @@ class ServerProcess:
         self._write_lock = gevent.lock.Semaphore()
         self._stopping = False
         self._eof = False  # stdout ended: the server can no longer answer
-        self._proc = subprocess.Popen(
-            [*command, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=_spawn_env(env), cwd=cwd, close_fds=True, start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
+        try:
+            self._proc = subprocess.Popen(
+                [*command, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=_spawn_env(env), cwd=cwd, close_fds=True, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        except ValueError as err:  # a NUL byte in the command, an argument or the environment
+            raise OSError(errno.EINVAL, f"invalid command or environment: {err}") from err
         self.pid: int = self._proc.pid
         _watchdog.register(self.pid)  # start_new_session made pid its group id
         self._group_ended = False

@@ -211,11 +211,17 @@ def test_a_server_that_crashes_on_one_request_is_restarted_at_once_for_the_next_
 
 
 def test_a_server_that_cannot_start_still_backs_off(tmp_path: Path) -> None:
-    write(tmp_path, "servers.yaml", pool(), probe_server("broken").replace(str(PROBE), "/nonexistent/probe.py"))
+    write(tmp_path, "servers.yaml", pool(), probe_server("broken").replace(str(PROBE), "/nonexistent/probe.py"),
+          # Schema-valid, and no program can be run with it: a NUL byte in the command.
+          probe_server("nul").replace(f"[{sys.executable}, {PROBE}]", '["probe\\0server"]'))
     with nmcp_up(tmp_path, log_path=tmp_path / "up.log") as up:
         up.post("broken", "request")
+        up.post("nul", "request")
         degraded = up.wait_phase("broken", "Degraded")
         assert degraded["reason"] == "CrashLoopBackOff"  # it never answered: exits in a row back off
+        unrunnable = up.wait_phase("nul", "Degraded")
+        assert unrunnable["reason"] == "RunContainerError"
+        assert "invalid command" in unrunnable["message"]
 
 
 # --- process hygiene ---------------------------------------------------------------------------------
