@@ -53,6 +53,7 @@ MAX_DURATION_TEXT = "8760h (one year)"
 MAX_COUNT = 100_000  # maxActive, maxIdle
 _MAX_DURATION_CHARS = 100  # the CRD pattern allows 84; longer text is no duration (and is not cached)
 _YEARS = (1900, 9000)  # annotation and Pod times outside these read as unreadable
+MAX_NESTING = 32  # levels of the free-form spec fields (securityContext, env valueFrom); real ones use 3
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes "²", which float() refuses
@@ -236,6 +237,18 @@ class Pool:
     answered: Mapping[str, datetime] = field(default_factory=dict)
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` nests maps and lists more than `limit` levels deep (without recursing)."""
+    todo = [(value, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list) else ()
+        todo.extend((child, depth + 1) for child in children if isinstance(child, (Mapping, list)))
+    return False
+
+
 def read_resources(raw: Any, field: str) -> tuple[dict[str, dict[str, str]] | None, list[SpecError]]:
     """Container resources with every quantity in the form the API server stores (see
     nmcp.quantity), and the problems found; None when there are none to set."""
@@ -336,6 +349,19 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
     if not image and not command:
         problems.append(SpecError("spec", "set an image (Kubernetes) or a command (local runtime)"))
 
+    # The free-form parts (the schema keeps unknown fields there) are copied into the Pod and walked
+    # recursively: hundreds of levels of nesting would fail the pool's sync, not just this server.
+    security_context = dict(spec["securityContext"]) if isinstance(spec.get("securityContext"), Mapping) else None
+    for where, value in [("spec.securityContext", security_context),
+                         *((f"spec.env[{i}].valueFrom", e.get("valueFrom")) for i, e in enumerate(env))]:
+        if value is not None and _deeper_than(value, MAX_NESTING):
+            problems.append(SpecError(where, f"nested deeper than {MAX_NESTING} levels"))
+            if where == "spec.securityContext":
+                security_context = None
+            else:
+                env = tuple({k: v for k, v in e.items() if k != "valueFrom"} if e.get("valueFrom") is value else e
+                            for e in env)
+
     start_timeout = duration("startTimeout")
     resources, resource_problems = read_resources(spec.get("resources"), "spec.resources")
     problems.extend(resource_problems)
@@ -355,7 +381,7 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
         start_timeout=start_timeout if start_timeout else DEFAULT_START_TIMEOUT,
         isolation=str(spec.get("isolation") or "shared"),
         resources=resources,
-        security_context=dict(spec["securityContext"]) if isinstance(spec.get("securityContext"), Mapping) else None,
+        security_context=security_context,
         demand=Demand.from_annotations(annotations),
         deleting=bool(meta.get("deletionTimestamp")),
         problems=tuple(problems),

@@ -18,6 +18,7 @@ import json
 import random
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import crds
 from hooks import lifecycle, sync
 from hooks.app import create_app
 from nmcp import schema
-from nmcp.resources import MAX_COUNT, MAX_DURATION, SpecError, parse_duration
+from nmcp.resources import MAX_COUNT, MAX_DURATION, SpecError, format_time_precise, parse_duration
 from tests.hooks.builders import NOW, pod, pool, pool_request, server, server_request
 from tests.support import ROOT, gunicorn
 
@@ -134,9 +135,12 @@ def _deep() -> list[tuple[str, str, bytes]]:
                 f'"securityContext": {deep_object}}}}}')
         corpus.append((f"security-context-{depth}", "/pool/sync", spec.encode()))
         corpus.append((f"server-security-context-{depth}", "/server/sync", spec.encode()))
+        # Requested just now, so that the pool would build its Pod (and walk the securityContext).
+        requested = json.dumps({"nmcp.nwrx.io/requested-at": format_time_precise(datetime.now(UTC))})
         related = ('{"parent": {"metadata": {"name": "default", "namespace": "team"}}, '
-                   f'"related": {{"MCPServer.nmcp.nwrx.io/v1": {{"team/a": {{"metadata": {{"name": "a"}}, '
-                   f'"spec": {{"pool": "default", "command": ["x"], "securityContext": {deep_object}}}}}}}}}}}')
+                   '"related": {"MCPServer.nmcp.nwrx.io/v1": {"team/a": {"metadata": {"name": "a", '
+                   f'"annotations": {requested}}}, "spec": {{"pool": "default", "image": "x", '
+                   f'"securityContext": {deep_object}}}}}}}}}}}')
         corpus.append((f"related-{depth}", "/pool/sync", related.encode()))
         corpus.append((f"env-{depth}", "/server/sync", (
             '{"parent": {"metadata": {"name": "a"}, "spec": {"image": "x", "env": [{"name": "A", "valueFrom": '
@@ -192,6 +196,10 @@ def test_deep_nesting_is_a_4xx_with_a_json_error_never_a_500(base: str) -> None:
             body = _check(route, response)
             if case_id == "top-1000":
                 assert (response.status_code, body["error"]["code"]) == (400, "too_deep"), body
+            if case_id in ("related-100", "related-900"):
+                # Readable, so only that server is refused: its pool's sync goes on.
+                assert response.status_code == 200, body
+                assert body["status"]["conditions"][0]["reason"] == "Reconciled", body
 
 
 # --- values the schema accepts at its edges ---------------------------------------------------------
