@@ -1,4 +1,9 @@
-"""The REST API: list and inspect servers, start or stop one by hand, stream its log."""
+"""The REST API: list and inspect servers, start or stop one by hand, stream its log.
+
+Starting and stopping change state, so like every POST they are refused (403) to a browser page
+whose Origin is not allowed (web.guard_request): any site could otherwise start and stop servers
+with a form.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,10 @@
 Settings come from `NMCP_*` variables (gateway/config.py), read here once. The runtime is
 created with the app; `close_all()` (called by gunicorn.conf.py when the worker exits) stops
 every server process the runtime started.
+
+Before any view runs, `web.guard_request` refuses a state-changing request from a foreign
+Origin (403) and a body over NMCP_MAX_BODY (413, before it is read); a chunked body that grows
+past the limit is cut off as it is read (`web.read_body`) with the same 413.
 """
 
 from __future__ import annotations
@@ -13,18 +17,19 @@ from typing import Any
 
 import gevent
 from flask import Flask, Response
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from gateway import api, probes, sse, streamable
-from gateway.bridge import Hub
+from gateway.bridge import Hub, SessionLimitReached
 from gateway.config import Config
 from gateway.runtime import RuntimeError_
 from gateway.runtimes import create_runtime
 from gateway.upstreams.http import UpstreamSettings
-from gateway.web import ApiError, Gateway, error_response
+from gateway.web import ApiError, Gateway, body_too_large, error_response, guard_request
 
 log = logging.getLogger(__name__)
-SESSION_EXPIRY_INTERVAL = 60.0
+# How often unused sessions are looked for (a full session limit also looks, for its server, at once).
+SESSION_EXPIRY_INTERVAL = 10.0
 # Calls in flight count as activity this often (the runtime rate-limits what it writes).
 HEARTBEAT_INTERVAL = 2.0
 _apps: list[Gateway] = []
@@ -38,12 +43,16 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         config = Config(**{**Config.from_env().__dict__, **dict(config)})
     http_settings = UpstreamSettings.from_env(config.extra)  # NMCP_UPSTREAM_*: timeouts towards HTTP servers
     runtime = create_runtime(config.runtime, config)
-    gw = Gateway(config=config, runtime=runtime, hub=Hub(runtime, config.start_timeout, http_settings))
+    hub = Hub(runtime, config.start_timeout, http_settings, max_sessions=config.max_sessions,
+              session_timeout=config.session_timeout, max_message=config.max_message)
+    gw = Gateway(config=config, runtime=runtime, hub=hub)
     _apps.append(gw)
 
     app = Flask(__name__)
     app.json.sort_keys = False
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body + 1  # see web.read_body
     app.extensions["nmcp"] = gw
+    app.before_request(guard_request)
     app.register_blueprint(probes.bp)
     for prefix, suffix in (("/api/v1", ""), ("/api/v1/namespaces/<namespace>", "_ns")):
         app.register_blueprint(api.servers, url_prefix=f"{prefix}/servers", name=f"servers{suffix}")
@@ -66,6 +75,16 @@ def _register_errors(app: Flask) -> None:
     def runtime_error(err: RuntimeError_) -> Response:
         return error_response(err.http_status, err.code, err.message, reason=err.reason)
 
+    @app.errorhandler(SessionLimitReached)
+    def session_limit(err: SessionLimitReached) -> Response:
+        response = error_response(429, "too_many_sessions", str(err))
+        response.headers["Retry-After"] = str(err.retry_after)
+        return response
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_err: RequestEntityTooLarge) -> Response:
+        return body_too_large()
+
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response:
         code = (err.name or "error").lower().replace(" ", "_").replace("'", "")
@@ -81,10 +100,12 @@ def _register_errors(app: Flask) -> None:
 
 
 def _expire_sessions(gw: Gateway) -> None:
+    configured = gw.config.session_timeout
+    interval = min(SESSION_EXPIRY_INTERVAL, configured / 2) if configured else SESSION_EXPIRY_INTERVAL
     while True:
-        gevent.sleep(min(SESSION_EXPIRY_INTERVAL, gw.config.session_timeout))
+        gevent.sleep(interval)
         try:
-            gw.hub.expire(gw.config.session_timeout)
+            gw.hub.expire()
         except Exception:
             log.exception("session expiry failed")
 

@@ -24,6 +24,10 @@ client's retry carrying the input; a `subscriptions/listen` request is a session
 receives the change notifications it asked for.
 
 `Hub` holds every session and bridge of the gateway process (workers = 1: sessions live here).
+It holds them within limits (gateway.limits): at most `max_sessions` per server, a new one beyond
+that refused with the time until one expires (`SessionLimitReached`), and a Streamable HTTP
+session nobody uses closed after its server's session timeout. A client message larger than a
+server may be sent (`max_message`) never reaches it: its sender gets an error.
 """
 
 from __future__ import annotations
@@ -41,10 +45,10 @@ import gevent.event
 import gevent.lock
 import gevent.queue
 
-from gateway import routing
+from gateway import jsonrpc, limits, routing
 from gateway.routing import Message, RequestId
 from gateway.runtime import HttpEndpoint, Runtime, RuntimeError_, ServerRef, StartFailed, StdioConnection
-from gateway.upstreams.stdio import Upstream
+from gateway.upstreams.stdio import MessageTooLarge, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,17 @@ def new_session_id() -> str:
 
 class Closed:
     """The end marker put on a stream's queue."""
+
+
+class SessionLimitReached(Exception):
+    """A server holds as many client sessions as it may; one may expire in `retry_after` seconds."""
+
+    def __init__(self, ref: ServerRef, limit: int, retry_after: int) -> None:
+        super().__init__(f"the server {ref} holds {limit} client sessions, its limit (NMCP_MAX_SESSIONS); "
+                         f"retry in {retry_after}s, or end unused sessions (DELETE)")
+        self.ref = ref
+        self.limit = limit
+        self.retry_after = retry_after
 
 
 CLOSED = Closed()
@@ -170,8 +185,9 @@ class Bridge:
 
     def __init__(self, runtime: Runtime, ref: ServerRef, *, session_key: str | None = None,
                  start_timeout: float = 120.0, http_settings: Any = None,
-                 count_sessions: Callable[[], int] | None = None) -> None:
+                 count_sessions: Callable[[], int] | None = None, max_message: int | None = None) -> None:
         self.runtime = runtime
+        self.max_message = max_message  # the longest line the server is sent (MessageTooLarge past it)
         self.count_sessions = count_sessions  # the server's sessions on every bridge (isolated ones too)
         self.http_settings = http_settings  # gateway.upstreams.http.UpstreamSettings for HTTP servers
         self.ref = ref
@@ -253,8 +269,8 @@ class Bridge:
             self._client_notification(session, message)
         elif what == "response":
             self._client_response(session, message)
-        else:
-            session.deliver(routing.error(None, routing.INVALID_REQUEST, "not a JSON-RPC 2.0 message"))
+        else:  # the transports validate first (gateway.jsonrpc): this is a bug, still answered
+            session.deliver(routing.error(None, jsonrpc.INVALID_REQUEST, "not a JSON-RPC 2.0 message"))
 
     def _client_request(self, session: Session, message: Message) -> None:
         method = message["method"]
@@ -297,6 +313,20 @@ class Bridge:
         except ConnectionError as err:
             self.pending.pop(upstream_id, None)
             session.deliver(routing.error(request_id, routing.CONNECTION_CLOSED, f"{self.ref}: {err}"), request_id)
+        except MessageTooLarge as err:
+            self.pending.pop(upstream_id, None)
+            session.deliver(routing.error(request_id, jsonrpc.INVALID_REQUEST, f"Invalid Request: {err}", {
+                "code": "message_too_large", "size": err.size, "limit": err.limit}), request_id)
+        except Exception as err:  # whatever failed, the request is not left in flight without an answer
+            self.pending.pop(upstream_id, None)
+            log.exception("%s: sending %s upstream failed", self.ref, method)
+            session.deliver(routing.error(request_id, routing.INTERNAL_ERROR,
+                                          f"the gateway could not send the request: {type(err).__name__}"),
+                            request_id)
+
+    def in_flight(self, session: Session, request_id: RequestId) -> bool:
+        """Whether the session has a request with this id still waiting for the server's answer."""
+        return any(p.session == session.id and p.client_id == request_id for p in self.pending.values())
 
     def _listen(self, session: Session, request_id: RequestId, params: dict[str, Any]) -> None:
         """Open a 2026-07-28 `subscriptions/listen` stream: acknowledge what the server can send."""
@@ -369,10 +399,10 @@ class Bridge:
             for upstream_id, pending in list(self.pending.items()):
                 if pending.session == session.id and pending.client_id == params.get("requestId"):
                     del self.pending[upstream_id]
-                    self._send(up, {**message, "params": {**params, "requestId": upstream_id}})
+                    self._send(up, {**jsonrpc.clean(message), "params": {**params, "requestId": upstream_id}})
                     session.cancelled(pending.client_id)
             return
-        self._send(up, message)
+        self._send(up, jsonrpc.clean(message))
 
     def _client_response(self, session: Session, message: Message) -> None:
         request_id = message["id"]
@@ -380,15 +410,21 @@ class Bridge:
             log.debug("%s: session %s answered unknown server request %r", self.ref, session.id, request_id)
             return
         del self.server_requests[request_id]
-        self._send(self._upstream if self.running else None, message)
+        self._send(self._upstream if self.running else None, jsonrpc.clean(message))
 
     def _send(self, up: Upstream | None, message: Message) -> None:
+        """Send what needs no answer; a response too large for the server becomes an error
+        response (the server still learns its request was answered)."""
         if up is None:
             return
         try:
             up.send(message)
         except ConnectionError as err:
             log.info("%s: could not send %s upstream: %s", self.ref, message.get("method", "a response"), err)
+        except MessageTooLarge as err:
+            log.warning("%s: did not send %s upstream: %s", self.ref, message.get("method", "a response"), err)
+            if routing.kind(message) == "response":
+                self._send(up, routing.error(message["id"], routing.INTERNAL_ERROR, f"the client's answer: {err}"))
 
     # -- server -> client ------------------------------------------------------------------------
     def _on_upstream(self, message: Message) -> None:
@@ -468,7 +504,7 @@ class Bridge:
         timeout = state.server.start_timeout or self.start_timeout
         target = self.runtime.connect(self.ref, self.session_key)
         conn = self._connection(target)
-        up = Upstream(str(self.ref), conn, self._on_upstream, self._on_upstream_closed)
+        up = Upstream(str(self.ref), conn, self._on_upstream, self._on_upstream_closed, self.max_message)
         self._upstream = up
         try:
             answer = self._call(up, "initialize", {
@@ -567,32 +603,71 @@ class Bridge:
         return out
 
 
+def expirable(session: Session) -> bool:
+    """A Streamable HTTP session with no stream open: only its client's next request shows it is
+    still wanted. (An SSE session ends with its stream; a stateless one with its request.)"""
+    return session.transport == "streamable-http" and not session.main_attached and not session.streams
+
+
 class Hub:
     """Every client session and bridge of this gateway process."""
 
-    def __init__(self, runtime: Runtime, start_timeout: float = 120.0, http_settings: Any = None) -> None:
+    def __init__(self, runtime: Runtime, start_timeout: float = 120.0, http_settings: Any = None, *,
+                 max_sessions: int = 1000, session_timeout: float | None = None,
+                 max_message: int | None = None) -> None:
         self.runtime = runtime
         self.start_timeout = start_timeout
         self.http_settings = http_settings
+        self.max_sessions = max_sessions  # per server
+        self.configured_timeout = session_timeout  # None: each server's own (limits.session_timeout_for)
+        self.max_message = max_message
         self.sessions: dict[str, Session] = {}
+        self._by_server: dict[ServerRef, dict[str, Session]] = {}  # the same sessions, by server
         self.bridges: dict[tuple[ServerRef, str | None], Bridge] = {}
         self.parked: dict[str, Session] = {}  # stateless sessions waiting for a retry, by requestState
 
     def open(self, ref: ServerRef, transport: str, isolation: str = "shared") -> Session:
-        """A new session on the server's bridge (its own bridge under `isolation: session`)."""
+        """A new session on the server's bridge (its own bridge under `isolation: session`).
+
+        SessionLimitReached when the server holds `max_sessions` (stateless requests are not
+        sessions that stay: they do not count).
+        """
+        if transport != "stateless":
+            self._admit(ref)
         session = Session(new_session_id(), ref, transport)
         isolated = isolation == "session" and getattr(self.runtime, "isolates_sessions", False)
         key = (ref, session.id if isolated else None)
         bridge = self.bridges.get(key)
         if bridge is None:
             bridge = Bridge(self.runtime, ref, session_key=key[1], start_timeout=self.start_timeout,
-                            http_settings=self.http_settings,
+                            http_settings=self.http_settings, max_message=self.max_message,
                             count_sessions=lambda: sum(len(b.sessions) for b in self.bridges_of(ref)))
             self.bridges[key] = bridge
         bridge.attach(session)
         if transport != "stateless":
             self.sessions[session.id] = session
+            self._by_server.setdefault(ref, {})[session.id] = session
         return session
+
+    def _admit(self, ref: ServerRef) -> None:
+        held = self._by_server.get(ref, {})
+        if len(held) < self.max_sessions:
+            return
+        timeout = self.session_timeout(ref)
+        now = time.monotonic()
+        self._close_stale([s for s in held.values() if expirable(s)], timeout, now)  # what is due goes first
+        idle_for = [now - s.touched_at for s in held.values() if expirable(s)]
+        admission = limits.admit_session(len(held), self.max_sessions, idle_for, timeout)
+        if not admission.admitted:
+            raise SessionLimitReached(ref, self.max_sessions, admission.retry_after)
+
+    def session_timeout(self, ref: ServerRef) -> float:
+        """Seconds an unused session of this server lives."""
+        try:
+            idle = self.runtime.get(ref).server.idle_timeout
+        except RuntimeError_:
+            idle = None  # the server went away: its sessions get the default
+        return limits.session_timeout_for(self.configured_timeout, idle)
 
     def get(self, session_id: str) -> Session | None:
         return self.sessions.get(session_id)
@@ -607,6 +682,11 @@ class Hub:
     def close(self, session: Session) -> None:
         """End a session: wake its streams, detach it from its bridge."""
         self.sessions.pop(session.id, None)
+        held = self._by_server.get(session.ref)
+        if held is not None:
+            held.pop(session.id, None)
+            if not held:
+                del self._by_server[session.ref]
         self.parked.pop(session.id, None)
         session.end()
         bridge = session.bridge
@@ -615,15 +695,19 @@ class Hub:
             if bridge.session_key is not None:
                 self.bridges.pop((bridge.ref, bridge.session_key), None)
 
-    def expire(self, idle_seconds: float) -> int:
-        """Close Streamable HTTP sessions nobody used for `idle_seconds` and that hold no stream."""
+    def expire(self) -> int:
+        """Close the Streamable HTTP sessions nobody used for their server's session timeout and
+        that hold no stream, and parked requests whose client never came back."""
         now = time.monotonic()
-        stale = [s for s in self.sessions.values()
-                 if s.transport == "streamable-http" and not s.main_attached and not s.streams
-                 and now - s.touched_at > idle_seconds]
-        stale += [s for s in self.parked.values() if now - s.touched_at > PARKED_TIMEOUT]
+        closed = 0
+        for ref, held in list(self._by_server.items()):
+            closed += self._close_stale([s for s in held.values() if expirable(s)], self.session_timeout(ref), now)
+        return closed + self._close_stale(list(self.parked.values()), PARKED_TIMEOUT, now)
+
+    def _close_stale(self, candidates: list[Session], timeout: float, now: float) -> int:
+        stale = [s for s in candidates if now - s.touched_at > timeout]
         for session in stale:
-            log.info("session %s on %s expired after %.0fs idle", session.id, session.ref, now - session.touched_at)
+            log.info("session %s on %s expired after %.0fs unused", session.id, session.ref, now - session.touched_at)
             self.close(session)
         return len(stale)
 
@@ -631,7 +715,7 @@ class Hub:
         return (b for (r, _), b in list(self.bridges.items()) if r == ref)
 
     def sessions_of(self, ref: ServerRef) -> int:
-        return sum(1 for s in self.sessions.values() if s.ref == ref)
+        return len(self._by_server.get(ref, {}))
 
     def heartbeat(self) -> int:
         """Record activity for servers with calls in flight; returns how many were touched.

@@ -1,21 +1,30 @@
 """gunicorn settings for the gateway (`gunicorn -c gateway/gunicorn.conf.py "gateway.app:create_app()"`).
 
-One gevent worker: client sessions and upstream connections live in that process's memory.
-Nothing from the app is imported here; gevent patches the worker before the app loads.
+One gevent worker (gateway/worker.py: gunicorn's, with a deadline on every request head): client
+sessions and upstream connections live in that process's memory. Nothing from the app is
+imported here; gevent patches the worker before the app loads. The settings come from
+gateway.config, which is plain Python (no gevent, no sockets), so a bad NMCP_* value stops the
+start with a message naming it.
 """
 
 import os
 import sys
 
+from gateway.config import Config
+
+_config = Config.from_env()
 wsgi_app = "gateway.app:create_app()"
 bind = os.environ.get("NMCP_BIND", "127.0.0.1:8080")
-worker_class = "gevent"
+worker_class = "gateway.worker.GatewayWorker"
 workers = 1  # sessions live in process memory: never more than one
-worker_connections = int(os.environ.get("NMCP_WORKER_CONNECTIONS", "1000"))
+# Idle SSE streams hold a connection each: sized for thousands of clients (NMCP_WORKER_CONNECTIONS).
+worker_connections = _config.worker_connections
 preload_app = False
 # SSE streams are long-lived: the worker's heartbeat is what `timeout` watches, not requests.
 timeout = 60
 graceful_timeout = int(os.environ.get("NMCP_GRACEFUL_TIMEOUT", "20"))  # below a pod's default 30s grace
+# How long a kept-alive connection may stay silent (above common load balancers' 60 s). Must not
+# be 0: gunicorn then reads request heads without any deadline, NMCP_HEADER_TIMEOUT included.
 keepalive = 75
 accesslog = "-"
 loglevel = os.environ.get("NMCP_LOG_LEVEL", "info")

@@ -71,30 +71,32 @@ def _server_paths(prefix: str, with_namespace: bool) -> dict[str, Any]:
     if with_namespace:
         params.insert(0, {"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}})
     error = _json_body("JSON error", {"$ref": "#/components/schemas/Error"})
+    rpc_error = _json_body("a malformed message: its JSON-RPC error (-32700, -32600, -32602)", {"type": "object"})
     server = _json_body("a server", {"$ref": "#/components/schemas/Server"})
     sse = {"description": "an SSE stream", "content": {"text/event-stream": {}}}
     return {
         f"{prefix}/{{name}}": {"get": {"summary": "Inspect a server", "parameters": params,
                                        "responses": {"200": server, "404": error, "409": error}}},
         f"{prefix}/{{name}}/request": {"post": {"summary": "Start a server (signal demand)", "parameters": params,
-                                                "responses": {"202": server, "404": error}}},
+                                                "responses": {"202": server, "403": error, "404": error}}},
         f"{prefix}/{{name}}/shutdown": {"post": {"summary": "Stop a server", "parameters": params,
-                                                 "responses": {"202": server, "404": error}}},
+                                                 "responses": {"202": server, "403": error, "404": error}}},
         f"{prefix}/{{name}}/logs": {"get": {
             "summary": "The server's log (stderr)", "responses": {"200": {"description": "text lines"}, "404": error},
             "parameters": [*params, {"name": "follow", "in": "query", "schema": {"type": "boolean"}}]}},
         f"{prefix}/{{name}}/sse": {"get": {"summary": "MCP HTTP+SSE transport (2024-11-05): first event `endpoint`",
-                                           "parameters": params, "responses": {"200": sse, "404": error}}},
+                                           "parameters": params,
+                                           "responses": {"200": sse, "404": error, "429": error}}},
         f"{prefix}/{{name}}/message": {"post": {
             "summary": "MCP HTTP+SSE transport: a client message; the answer comes on the stream",
             "parameters": [*params, {"name": "sessionId", "in": "query", "required": True,
                                      "schema": {"type": "string"}}],
-            "responses": {"202": {"description": "accepted"}, "404": error}}},
+            "responses": {"202": {"description": "accepted"}, "400": rpc_error, "404": error, "413": error}}},
         f"{prefix}/{{name}}/mcp": {
             "post": {"summary": "MCP Streamable HTTP: a JSON-RPC message (JSON or SSE response)", "parameters": params,
                      "responses": {"200": {"description": "JSON-RPC response or SSE stream"},
                                    "202": {"description": "notification accepted"},
-                                   "400": error, "403": error, "404": error}},
+                                   "400": rpc_error, "403": error, "404": error, "413": error, "429": error}},
             "get": {"summary": "MCP Streamable HTTP: the session's stream", "parameters": params,
                     "responses": {"200": sse, "404": error, "409": error}},
             "delete": {"summary": "MCP Streamable HTTP: end the session", "parameters": params,

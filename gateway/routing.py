@@ -28,13 +28,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-RequestId = str | int
-Message = dict[str, Any]
+# The message grammar (kind, error, the JSON-RPC error codes) is gateway.jsonrpc's; re-exported here
+# for the bridge and the transports, which route.
+from gateway.jsonrpc import INVALID_PARAMS, Message, RequestId, clean, error, kind
 
-# JSON-RPC / MCP error codes the gateway itself produces.
+# MCP error codes the gateway itself produces.
 METHOD_NOT_FOUND = -32601
-INVALID_REQUEST = -32600
-INVALID_PARAMS = -32602
 HEADER_MISMATCH = -32020  # 2026-07-28: a routing header disagrees with the body
 UNSUPPORTED_PROTOCOL_VERSION = -32022
 INTERNAL_ERROR = -32603
@@ -51,24 +50,6 @@ CAPABILITY_FOR = {
 # Keys of `_meta` the 2026-07-28 revision reserves for per-request negotiation: the gateway
 # answers those itself and never passes them to an upstream that negotiated with `initialize`.
 MODERN_META_PREFIX = "io.modelcontextprotocol/"
-
-
-def kind(message: Any) -> str:
-    """request, notification, response, or invalid."""
-    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
-        return "invalid"
-    if isinstance(message.get("method"), str):
-        return "request" if "id" in message else "notification"
-    if "id" in message and ("result" in message or "error" in message):
-        return "response"
-    return "invalid"
-
-
-def error(request_id: RequestId | None, code: int, message: str, data: Any = None) -> Message:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        body["data"] = data
-    return {"jsonrpc": "2.0", "id": request_id, "error": body}
 
 
 def result(request_id: RequestId, value: Mapping[str, Any]) -> Message:
@@ -339,7 +320,8 @@ def strip_modern_meta(params: Any) -> Any:
 
 
 def upstream_request(message: Message, upstream_id: int) -> tuple[Message, RequestId | None]:
-    """A client request as sent upstream: new id, progress token replaced by that id.
+    """A client request as sent upstream: new id, progress token replaced by that id, nothing but
+    the members JSON-RPC defines.
 
     Returns it with the client's own progress token (None when it asked for no progress).
     """
@@ -348,7 +330,7 @@ def upstream_request(message: Message, upstream_id: int) -> tuple[Message, Reque
     if isinstance(params, dict) and isinstance(params.get("_meta"), dict) and "progressToken" in params["_meta"]:
         token = params["_meta"]["progressToken"]
         params = {**params, "_meta": {**params["_meta"], "progressToken": upstream_id}}
-    out = {**message, "id": upstream_id}
+    out = {**clean(message), "id": upstream_id}
     if params is None:
         out.pop("params", None)
     else:

@@ -4,11 +4,14 @@ The GET opens a session whose stream starts with an `endpoint` event naming the 
 message for the session then comes down that stream. Each POSTed message is answered 202 and
 handled in its own greenlet, so a cold start never holds the POST. The session ends when the
 client closes the stream.
+
+A POSTed body is checked first (gateway.jsonrpc): one that is not JSON, not a valid message, or
+a batch (2024-11-05 allowed them) with any invalid member gets 400 and the JSON-RPC error, and
+nothing of it is handled.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 
@@ -16,13 +19,15 @@ import gevent
 import gevent.queue
 from flask import Blueprint, Response, request
 
-from gateway import routing
+from gateway import jsonrpc
 from gateway.web import (
     GONE,
     SSE_HEADERS,
     ApiError,
     check_origin,
     gateway,
+    problem_response,
+    read_body,
     resolve,
     session_stream,
     sse_event,
@@ -63,20 +68,18 @@ def open_stream(name: str, namespace: str | None = None) -> Response:
 
 
 @bp.post("/message")
-def post_message(name: str, namespace: str | None = None) -> tuple[str, int]:
-    check_origin()
-    gw = gateway()
+def post_message(name: str, namespace: str | None = None) -> tuple[str, int] | Response:
+    gw = gateway()  # Origin and body size were checked before (web.guard_request)
     ref = resolve(name, namespace)
     session = gw.hub.get(request.args.get("sessionId", ""))
     if session is None or session.ref != ref or session.transport != "sse":
         raise ApiError(404, "session_not_found", "no open SSE session with this sessionId; open .../sse again")
-    try:
-        body = json.loads(request.get_data())
-    except ValueError as err:
-        raise ApiError(400, "invalid_json", f"the body is not JSON: {err}") from err
+    body, malformed = jsonrpc.parse(read_body())
     messages = body if isinstance(body, list) else [body]  # 2024-11-05 still allowed batches
-    if not messages or any(routing.kind(m) == "invalid" for m in messages):
-        raise ApiError(400, "invalid_message", "expected a JSON-RPC 2.0 message")
+    if malformed is None:
+        malformed = jsonrpc.check_batch(messages) if isinstance(body, list) else jsonrpc.validate(body)
+    if malformed is not None:
+        return problem_response(malformed)
     bridge = session.bridge
     assert bridge is not None
     for message in messages:

@@ -21,6 +21,11 @@ nothing else (progress, a sampling request) came first; otherwise the response b
 stream carrying everything that belongs to the request, with keep-alive comments, ending with
 the answer. A client that accepts only JSON gets JSON, its request's other messages going to
 the GET stream.
+
+Every POSTed message is checked first (gateway.jsonrpc) and a malformed one answered at once
+with 400 and its JSON-RPC error; nothing malformed reaches the bridge, so nothing malformed is
+ever in flight. A request id already in flight on the session is refused the same way (its
+answer could not be told from the other's).
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ import gevent
 import gevent.queue
 from flask import Blueprint, Response, jsonify, request
 
-from gateway import routing
+from gateway import jsonrpc, routing
 from gateway.bridge import CLOSED, HANDSHAKE_VERSIONS, MODERN_VERSIONS, Hub, Session
+from gateway.jsonrpc import INVALID_REQUEST
 from gateway.web import (
     GONE,
     KEEPALIVE,
@@ -43,6 +49,8 @@ from gateway.web import (
     Gateway,
     check_origin,
     gateway,
+    problem_response,
+    read_body,
     resolve,
     rpc_error_response,
     session_stream,
@@ -83,7 +91,7 @@ def _bad_version() -> Response | None:
 
 
 def _session_not_found() -> Response:
-    return rpc_error_response(404, routing.INVALID_REQUEST, "Session not found: initialize a new session",
+    return rpc_error_response(404, INVALID_REQUEST, "Session not found: initialize a new session",
                               "session_not_found")
 
 
@@ -100,24 +108,21 @@ def _lookup(ref_name: str, namespace: str | None) -> tuple[Any, Session | None, 
 
 @bp.post("/mcp")
 def post(name: str, namespace: str | None = None) -> Response:
-    check_origin()
-    gw = gateway()
+    gw = gateway()  # Origin and body size were checked before (web.guard_request)
     ref, session, problem = _lookup(name, namespace)
     if problem is not None:
         return problem
     problem = _bad_version()
     if problem is not None:
         return problem
-    try:
-        message = json.loads(request.get_data())
-    except ValueError as err:
-        return rpc_error_response(400, -32700, f"Parse error: {err}", "invalid_json")
-    if isinstance(message, list):
-        return rpc_error_response(400, routing.INVALID_REQUEST,
-                                  "JSON-RPC batches are not supported (removed in 2025-06-18)", "batch_not_supported")
+    message, malformed = jsonrpc.parse(read_body())
+    if malformed is None and isinstance(message, list):
+        return rpc_error_response(400, INVALID_REQUEST, "Invalid Request: JSON-RPC batches are not supported "
+                                  "(removed in 2025-06-18)", "batch_not_supported")
+    malformed = malformed or jsonrpc.validate(message)
+    if malformed is not None:
+        return problem_response(malformed)
     what = routing.kind(message)
-    if what == "invalid":
-        return rpc_error_response(400, routing.INVALID_REQUEST, "expected a JSON-RPC 2.0 message", "invalid_message")
     gw.metrics.inc("nmcp_gateway_messages_total", transport="streamable-http", server=str(ref))
 
     new_session = False
@@ -152,7 +157,7 @@ def post(name: str, namespace: str | None = None) -> Response:
             session = gw.hub.open(ref, "stateless", gw.runtime.get(ref).server.isolation)
             _adopt_modern(session, message, modern)
         else:
-            return rpc_error_response(400, routing.INVALID_REQUEST,
+            return rpc_error_response(400, INVALID_REQUEST,
                                       f"Bad Request: no {SESSION_HEADER} header; send initialize first",
                                       "session_required")
     bridge = session.bridge
@@ -183,12 +188,16 @@ def _answer(session: Session, message: dict[str, Any], new_session: bool, resume
     if not can_stream and not can_json:
         if new_session or session.transport == "stateless":
             hub.close(session)
-        return rpc_error_response(406, routing.INVALID_REQUEST,
+        return rpc_error_response(406, INVALID_REQUEST,
                                   "Not Acceptable: accept application/json or text/event-stream", "not_acceptable")
-    queue = session.open_stream(request_id)
-    watcher = watch_disconnect(request.environ, lambda: queue.put(GONE))
     bridge = session.bridge
     assert bridge is not None
+    if not resume and (request_id in session.streams or bridge.in_flight(session, request_id)):
+        return rpc_error_response(400, INVALID_REQUEST, f"Invalid Request: the id {request_id!r} belongs to a request "
+                                  "still in flight on this session; ids must be unique", "duplicate_request_id",
+                                  request_id)
+    queue = session.open_stream(request_id)
+    watcher = watch_disconnect(request.environ, lambda: queue.put(GONE))
     gevent.spawn(bridge.resume if resume else bridge.handle, session, message)  # may wait for a cold start
     window = gw.config.keepalive if can_json else 0.0
     first: Any = None
@@ -224,8 +233,7 @@ def _answer(session: Session, message: dict[str, Any], new_session: bool, resume
 
 
 def _json(session: Session, answer: dict[str, Any], new_session: bool) -> Response:
-    response = Response(json.dumps(answer, separators=(",", ":"), ensure_ascii=False),
-                        content_type="application/json")
+    response = Response(jsonrpc.dumps(answer), content_type="application/json")
     if new_session:
         if "error" in answer:
             gateway().hub.close(session)  # initialize failed: no session to name
@@ -281,19 +289,19 @@ def get(name: str, namespace: str | None = None) -> Response:
         return problem
     if session is None:
         if request.headers.get(VERSION_HEADER) in MODERN_VERSIONS:
-            return rpc_error_response(405, routing.INVALID_REQUEST,
+            return rpc_error_response(405, INVALID_REQUEST,
                                       "2026-07-28 has no GET stream; use subscriptions/listen", "method_not_allowed")
-        return rpc_error_response(400, routing.INVALID_REQUEST, f"Bad Request: no {SESSION_HEADER} header",
+        return rpc_error_response(400, INVALID_REQUEST, f"Bad Request: no {SESSION_HEADER} header",
                                   "session_required")
     problem = _bad_version()
     if problem is not None:
         return problem
     accept = request.headers.get("Accept", "*/*")
     if "text/event-stream" not in accept and "*/*" not in accept:
-        return rpc_error_response(406, routing.INVALID_REQUEST, "Not Acceptable: the GET stream is text/event-stream",
+        return rpc_error_response(406, INVALID_REQUEST, "Not Acceptable: the GET stream is text/event-stream",
                                   "not_acceptable")
     if session.main_attached:
-        return rpc_error_response(409, routing.INVALID_REQUEST, "Conflict: this session already has a GET stream",
+        return rpc_error_response(409, INVALID_REQUEST, "Conflict: this session already has a GET stream",
                                   "stream_conflict")
     session.main_attached = True
     session.touch()
@@ -315,12 +323,11 @@ def get(name: str, namespace: str | None = None) -> Response:
 
 @bp.delete("/mcp")
 def delete(name: str, namespace: str | None = None) -> Response:
-    check_origin()
     _ref, session, problem = _lookup(name, namespace)
     if problem is not None:
         return problem
     if session is None:
-        return rpc_error_response(400, routing.INVALID_REQUEST, f"Bad Request: no {SESSION_HEADER} header",
+        return rpc_error_response(400, INVALID_REQUEST, f"Bad Request: no {SESSION_HEADER} header",
                                   "session_required")
     gateway().hub.close(session)
     return Response(status=204)

@@ -1,5 +1,5 @@
-"""What every gateway route shares: the app's state, JSON errors, Origin checks, SSE framing,
-and noticing that a client closed its connection.
+"""What every gateway route shares: the app's state, JSON errors, the checks made before any view
+(Origin, body size), SSE framing, and noticing that a client closed its connection.
 
 Errors have one shape everywhere outside the MCP message channel:
 `{"error": {"code": "<stable_code>", "message": "..."}}`. The MCP endpoints answer protocol
@@ -9,7 +9,6 @@ kind of stable code.
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,14 +19,19 @@ import gevent
 import gevent.queue
 import gevent.socket
 from flask import Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from gateway.bridge import CLOSED, Hub
 from gateway.config import Config
+from gateway.jsonrpc import Problem, RequestId, dumps
 from gateway.runtime import Runtime, ServerRef
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache, no-transform",
                "X-Accel-Buffering": "no"}
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+# Methods that change state: a browser sends them cross-site without asking (a form POST), so
+# they come only from pages whose Origin is allowed.
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass
@@ -71,11 +75,48 @@ def error_response(status: int, code: str, message: str, reason: str = "") -> Re
     return response
 
 
-def rpc_error_response(status: int, code: int, message: str, stable_code: str) -> Response:
-    response = jsonify({"jsonrpc": "2.0", "id": None,
+def rpc_error_response(status: int, code: int, message: str, stable_code: str,
+                       request_id: RequestId | None = None) -> Response:
+    response = jsonify({"jsonrpc": "2.0", "id": request_id,
                         "error": {"code": code, "message": message, "data": {"code": stable_code}}})
     response.status_code = status
     return response
+
+
+def problem_response(problem: Problem) -> Response:
+    """400 with the JSON-RPC error that answers a malformed message (gateway.jsonrpc)."""
+    return Response(dumps(problem.error()), status=400, content_type="application/json")
+
+
+def body_too_large() -> Response:
+    limit = gateway().config.max_body
+    return error_response(413, "body_too_large",
+                          f"the request body is larger than {limit} bytes, the gateway's limit (NMCP_MAX_BODY)")
+
+
+def read_body() -> bytes:
+    """The request body, refused past NMCP_MAX_BODY (RequestEntityTooLarge, a JSON 413), with or
+    without Content-Length.
+
+    Flask's MAX_CONTENT_LENGTH is one byte over the limit (create_app): werkzeug stops a chunked
+    body at that length without a word, so one byte more than allowed is how an oversized body
+    shows, while a body of exactly the limit still passes.
+    """
+    data = request.get_data()
+    if len(data) > gateway().config.max_body:
+        raise RequestEntityTooLarge()
+    return data
+
+
+def guard_request() -> Response | None:
+    """Before every view: a state-changing request only from an allowed Origin (403), a body no
+    larger than NMCP_MAX_BODY (413, answered before a byte of it is read)."""
+    if request.method in UNSAFE_METHODS:
+        check_origin()
+    length = request.content_length
+    if length is not None and length > gateway().config.max_body:
+        return body_too_large()
+    return None
 
 
 def resolve(name: str, namespace: str | None) -> ServerRef:
@@ -104,8 +145,8 @@ def check_origin() -> None:
 
 
 def sse_event(data: Any, event: str = "message") -> bytes:
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return f"event: {event}\ndata: {payload}\n\n".encode()
+    payload = data.encode() if isinstance(data, str) else dumps(data)
+    return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
 
 
 KEEPALIVE = b": keepalive\n\n"

@@ -47,6 +47,7 @@ from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
 
+from gateway.jsonrpc import kind
 from gateway.runtime import HttpEndpoint, StartFailed, StdioConnection
 
 log = logging.getLogger(__name__)
@@ -224,13 +225,9 @@ def parse_message(message: bytes) -> dict[str, Any]:
     return doc
 
 
-def is_request(message: Mapping[str, Any]) -> bool:
-    return "method" in message and message.get("id") is not None
-
-
 def answers(message: Mapping[str, Any], request_id: Any) -> bool:
     """Whether `message` is the response to the request with `request_id`."""
-    return "method" not in message and ("result" in message or "error" in message) and message.get("id") == request_id
+    return kind(message) == "response" and message.get("id") == request_id
 
 
 def error_response(request_id: Any, message: str, status: int | None = None) -> dict[str, Any]:
@@ -498,7 +495,7 @@ class SseUpstream(_HttpUpstream):
         """POST one message to the session's endpoint (the answer comes on the stream)."""
         self._check_open()
         doc = parse_message(message)
-        request_id = doc.get("id") if is_request(doc) else None
+        request_id = doc.get("id") if kind(doc) == "request" else None
         try:
             response = self._http.post(
                 self._endpoint, data=message, headers={"Content-Type": "application/json"},
@@ -570,7 +567,7 @@ class StreamableHttpUpstream(_HttpUpstream):
         here, in order."""
         self._check_open()
         doc = parse_message(message)
-        if is_request(doc):
+        if kind(doc) == "request":
             if doc["method"] == "initialize":
                 self._initialize_id = doc["id"]
             self._spawn(self._request, doc["id"], doc["method"] == "initialize", message)

@@ -2,7 +2,10 @@
 
 A reader greenlet parses each line and hands the message to the bridge. A line that is not a
 JSON object (a server printing a banner or debug output to stdout) is logged and skipped: it
-must not end the session. Lines are not length-limited, so a 16 MB result passes whole.
+must not end the session. Lines read are not length-limited, so a 16 MB result passes whole.
+Lines written are (NMCP_MAX_MESSAGE): a server that cannot take a line exits on it (those built
+on the TypeScript SDK do past 10 MiB), taking every session with it, so the bridge answers the
+one caller with an error instead.
 """
 
 from __future__ import annotations
@@ -14,14 +17,25 @@ from typing import Any
 
 import gevent
 
+from gateway.jsonrpc import dumps
 from gateway.runtime import StdioConnection
 
 log = logging.getLogger(__name__)
 
 
+class MessageTooLarge(ValueError):
+    """A message longer than the upstream may be sent (nothing was written)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the message is {size} bytes, over the {limit} bytes the gateway sends a server "
+                         f"(NMCP_MAX_MESSAGE)")
+        self.size = size
+        self.limit = limit
+
+
 def encode(message: dict[str, Any]) -> bytes:
     """One message as a single line (json.dumps never emits a raw newline)."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    return dumps(message)
 
 
 def decode(line: bytes) -> dict[str, Any] | None:
@@ -37,9 +51,10 @@ class Upstream:
     """Reads messages from `conn` in a greenlet; `on_message` gets each, `on_close` the end."""
 
     def __init__(self, name: str, conn: StdioConnection, on_message: Callable[[dict[str, Any]], None],
-                 on_close: Callable[[Upstream], None]) -> None:
+                 on_close: Callable[[Upstream], None], max_message: int | None = None) -> None:
         self.name = name
         self.conn = conn
+        self.max_message = max_message
         self.alive = True
         self.skipped_lines = 0
         self._on_message = on_message
@@ -47,10 +62,14 @@ class Upstream:
         self._reader = gevent.spawn(self._read)
 
     def send(self, message: dict[str, Any]) -> None:
-        """ConnectionError if the server can no longer be written to."""
+        """ConnectionError if the server can no longer be written to; MessageTooLarge (nothing
+        sent) past `max_message` bytes."""
         if not self.alive:
             raise ConnectionError(f"{self.name}: the upstream connection is closed")
-        self.conn.send(encode(message))
+        line = encode(message)
+        if self.max_message is not None and len(line) > self.max_message:
+            raise MessageTooLarge(len(line), self.max_message)
+        self.conn.send(line)
 
     def close(self) -> None:
         """End the connection; `on_close` runs once the reader has seen the end."""
