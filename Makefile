@@ -24,8 +24,8 @@ test: setup lint
 	$(VENV)/pytest
 
 # Benchmarks (bench/README.md): a few minutes each, on loopback; results land in bench/results/.
-.PHONY: bench bench-gateway bench-hooks bench-up
-bench: bench-hooks bench-gateway bench-up
+.PHONY: bench bench-gateway bench-hooks bench-up bench-capacity
+bench: bench-hooks bench-gateway bench-up bench-capacity
 
 # BENCH_ARGS passes options through, e.g. BENCH_ARGS="--sessions 1,16 --rounds 1".
 bench-gateway:
@@ -36,3 +36,6 @@ bench-hooks:
 
 bench-up:
 	$(VENV)/python bench/up_bench.py $(BENCH_ARGS)
+
+bench-capacity:
+	$(VENV)/python bench/gateway_capacity.py $(BENCH_ARGS)
