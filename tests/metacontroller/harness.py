@@ -65,6 +65,10 @@ CONTROLLERS = ROOT / "metacontroller" / "controllers.yaml"
 # Where controllers.yaml sends the hooks: the `nmcp-hooks` Service in `nmcp-system`.
 HOOKS_HOST = "nmcp-hooks.nmcp-system"
 MCPPOOLS = Resource("nmcp.nwrx.io", "v1", "mcppools")
+# How long a test waits for one step of a server's life (a phase, a Pod gone). A step takes a few
+# seconds even on a loaded 2-core machine; the guard is generous, and short enough that a hook
+# regression failing every test does not eat the suite's whole time budget.
+STEP_TIMEOUT = 45.0
 
 
 @dataclass(frozen=True)
@@ -318,7 +322,8 @@ class StatusSampler:
         found = self.samples(name)
         return found[-1] if found else None
 
-    def wait(self, name: str, predicate: Callable[[Sample], bool], what: str, timeout: float = 90) -> Sample:
+    def wait(self, name: str, predicate: Callable[[Sample], bool], what: str,
+             timeout: float = STEP_TIMEOUT) -> Sample:
         """The first sample of `name` from now on (the latest one included) that satisfies `predicate`."""
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -334,7 +339,8 @@ class StatusSampler:
                                          f"{what}; its states: {seen[-12:]}")
                 self._changed.wait(remaining)
 
-    def wait_phase(self, name: str, phase: str, timeout: float = 90, *, generation: int | None = None) -> Sample:
+    def wait_phase(self, name: str, phase: str, timeout: float = STEP_TIMEOUT, *,
+                   generation: int | None = None) -> Sample:
         def matches(s: Sample) -> bool:
             return s.phase == phase and (generation is None or s.observed_generation == generation)
 

@@ -208,7 +208,7 @@ class Kubelet:
                 alive -= 1
         return most
 
-    def wait(self, check: Callable[[], Any], what: str, timeout: float = 90) -> Any:
+    def wait(self, check: Callable[[], Any], what: str, timeout: float = 45) -> Any:
         """The first truthy `check()`, re-evaluated whenever the history grows."""
         deadline = time.monotonic() + timeout
         with self._changed:
