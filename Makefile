@@ -24,8 +24,8 @@ test: setup lint
 	$(VENV)/pytest
 
 # Benchmarks (bench/README.md): a few minutes each, on loopback; results land in bench/results/.
-.PHONY: bench bench-gateway bench-hooks bench-up bench-capacity
-bench: bench-hooks bench-gateway bench-up bench-capacity
+.PHONY: bench bench-gateway bench-hooks bench-up bench-metacontroller bench-capacity
+bench: bench-hooks bench-gateway bench-up bench-metacontroller bench-capacity
 
 # BENCH_ARGS passes options through, e.g. BENCH_ARGS="--sessions 1,16 --rounds 1".
 bench-gateway:
@@ -39,3 +39,6 @@ bench-up:
 
 bench-capacity:
 	$(VENV)/python bench/gateway_capacity.py $(BENCH_ARGS)
+
+bench-metacontroller:
+	$(VENV)/python bench/metacontroller_burst.py $(BENCH_ARGS)

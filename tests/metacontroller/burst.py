@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tests.metacontroller.harness import MetaCluster, mcppool, mcpserver
-from tests.metacontroller.kubelet import CREATED
+from tests.metacontroller.kubelet import CREATED, READY
 
 SERVERS = 50
 MAX_ACTIVE = 5
@@ -36,6 +36,7 @@ class BurstResult:
     max_alive: int = 0
     seen_ready: set[str] = field(default_factory=set)
     ready_after: dict[str, float] = field(default_factory=dict)  # request to first Ready status, seconds
+    pod_ready_after: dict[str, float] = field(default_factory=dict)  # request to its first Pod Ready, seconds
     duration: float = 0.0  # first request to settled
 
     @property
@@ -44,12 +45,15 @@ class BurstResult:
 
     def summary(self) -> dict[str, object]:
         waits = sorted(self.ready_after.values())
+        pod_waits = sorted(self.pod_ready_after.values())
         return {
             "servers": len(self.servers), "pods_created": self.pods, "max_alive": self.max_alive,
             "seen_ready": len(self.seen_ready), "servers_with_more_than_one_pod":
                 sorted(s for s, n in self.pods_per_server.items() if n > 1),
             "median_ready_s": round(statistics.median(waits), 2) if waits else None,
             "worst_ready_s": round(waits[-1], 2) if waits else None,
+            "median_pod_ready_s": round(statistics.median(pod_waits), 2) if pod_waits else None,
+            "worst_pod_ready_s": round(pod_waits[-1], 2) if pod_waits else None,
             "request_spread_s": round(self.request_spread, 3), "settled": self.settled,
             "duration_s": round(self.duration, 1),
         }
@@ -100,6 +104,9 @@ def run_burst(cluster: MetaCluster, *, servers: int = SERVERS, max_active: int =
             if ready:
                 result.seen_ready.add(name)
                 result.ready_after[name] = ready[0].at - requested[name]
+            pod_ready = kubelet.records(ns, server=name, event=READY)
+            if pod_ready:
+                result.pod_ready_after[name] = pod_ready[0].at - requested[name]
         result.max_alive = kubelet.max_alive(ns)
         return result
     finally:
