@@ -93,9 +93,17 @@ class ClientFlags:
         return " ".join(self.argv()) or "Metacontroller's defaults (QPS 5, burst 10, 5 workers)"
 
 
-# What the chart recommends for Metacontroller (its NOTES say the same): the one place the tests
-# and the benchmark take these numbers from.
-RECOMMENDED_FLAGS = ClientFlags(qps=50, burst=100, workers=10)
+
+def recommended_flags(values: Path = ROOT / "helm" / "nmcp" / "values.yaml") -> ClientFlags:
+    """The flags the chart recommends (values.yaml `metacontroller.recommendedArgs`, which its
+    NOTES print): the tests and the benchmark run Metacontroller with exactly those."""
+    args = yaml.safe_load(values.read_text())["metacontroller"]["recommendedArgs"]
+    given = dict(str(arg).removeprefix("--").split("=", 1) for arg in args)
+    return ClientFlags(qps=float(given.pop("client-go-qps")), burst=int(given.pop("client-go-burst")),
+                       workers=int(given.pop("workers")))
+
+
+RECOMMENDED_FLAGS = recommended_flags()
 DEFAULT_FLAGS = ClientFlags()
 
 
