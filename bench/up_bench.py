@@ -45,7 +45,7 @@ from mcp import Client, StdioServerParameters
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nmcp.manifests import load  # noqa: E402
+from nmcp.model.manifests import load  # noqa: E402
 from tests.support import VENV_BIN, free_port  # noqa: E402
 
 EXAMPLES = ROOT / "examples" / "local"

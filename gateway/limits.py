@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from nmcp.resources import DEFAULT_IDLE_TIMEOUT
+from nmcp.model.resources import DEFAULT_IDLE_TIMEOUT
 
 # A server that stops after a few seconds idle must not end its clients' sessions that soon:
 # a person reading an answer is not gone.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from nmcp.resources import Server
+from nmcp.model.resources import Server
 
 
 @dataclass(frozen=True)

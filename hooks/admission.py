@@ -23,8 +23,8 @@ from datetime import datetime
 
 from hooks import lifecycle
 from hooks.lifecycle import PodView
-from nmcp.naming import label_value
-from nmcp.resources import Pool, Server, SpecError
+from nmcp.model.naming import label_value
+from nmcp.model.resources import Pool, Server, SpecError
 
 
 @dataclass(frozen=True)

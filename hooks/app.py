@@ -5,7 +5,7 @@ function (`sync`) with the current time, return its JSON with 200. Input that is
 request gets a JSON error naming the problem (400 not JSON or nested too deeply to read, 422
 wrong shape, each field named); only a bug is a 500. Values the schema lets through but nmcp
 cannot use (an idle timeout of 99999999h, a quantity of 1e999999999) are the pure functions' to
-report, as conditions (see `nmcp.resources`); tests/adversarial fuzzes this. gunicorn serves
+report, as conditions (see `nmcp.model.resources`); tests/adversarial fuzzes this. gunicorn serves
 `hooks.app:create_app()` (see `hooks.cli`).
 
 Every response carries `Server-Timing: app;dur=<wall ms>, cpu;dur=<cpu ms>`, so the time a

@@ -8,7 +8,7 @@ here must come back from the API server exactly as given:
   (the request a running Pod answers) is handed back as it was read;
 * only fields the API server stores as given: no default-valued field it drops (a `false`
   `stdinOnce`, an empty `value`, an empty list), quantities in their stored form
-  (`nmcp.quantity`), integers as integers. tests/kube/test_children_roundtrip.py proves it on a
+  (`nmcp.model.quantity`), integers as integers. tests/kube/test_children_roundtrip.py proves it on a
   real API server for every option of the spec;
 * only fields we own: no status, no server-set metadata.
 
@@ -24,9 +24,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from nmcp.naming import child_name, label_value, server_labels
-from nmcp.quantity import canonical_quantity
-from nmcp.resources import ANN_ANSWERS_REQUEST, ANN_SPEC_HASH, LABEL_SERVER, Pool, Server
+from nmcp.model.naming import child_name, label_value, server_labels
+from nmcp.model.quantity import canonical_quantity
+from nmcp.model.resources import ANN_ANSWERS_REQUEST, ANN_SPEC_HASH, LABEL_SERVER, Pool, Server
 
 CONTAINER = "server"
 PORT_NAME = "mcp"

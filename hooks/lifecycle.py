@@ -3,7 +3,7 @@
 Both hooks use these definitions, so the pool (which creates and drops Pods) and the server
 (which reports its phase) always agree on what "idle", "pending" and "keep running" mean.
 
-* Demand comes from the gateway's annotations (`nmcp.resources.Demand`): a request newer than
+* Demand comes from the gateway's annotations (`nmcp.model.resources.Demand`): a request newer than
   the last activity is *pending* until the start timeout passes (the gateway holds a waiting
   client at most that long and re-requests on its next message).
 * A running server stops after its idle timeout without requests; open sessions do not keep it
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from nmcp.naming import child_name, label_value
-from nmcp.resources import (
+from nmcp.model.naming import child_name, label_value
+from nmcp.model.resources import (
     ANN_ANSWERS_REQUEST,
     ANN_SPEC_HASH,
     GROUP,

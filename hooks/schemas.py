@@ -22,7 +22,7 @@ from typing import Any, NotRequired, TypedDict
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate, validates
 
 from hooks.lifecycle import RUNTIME_ANNOTATION, RUNTIMES
-from nmcp.resources import TRANSPORTS
+from nmcp.model.resources import TRANSPORTS
 
 # --- what the pure functions take and return -----------------------------------------------------
 

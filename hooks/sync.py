@@ -34,8 +34,8 @@ from hooks.admission import plan_pool
 from hooks.children import desired_children, new_pod_spec, spec_hash
 from hooks.lifecycle import PodView, read_pod
 from hooks.schemas import CustomizeResponse, SyncResponse
-from nmcp.naming import child_name, label_value
-from nmcp.resources import (
+from nmcp.model.naming import child_name, label_value
+from nmcp.model.resources import (
     API_VERSION,
     Pool,
     Server,
@@ -75,7 +75,7 @@ UNRECONCILABLE = "(server)"
 def _trial(server: Server, pool: Pool | None, pod: PodView | None, now: datetime) -> tuple[SpecError, ...]:
     """A problem when nmcp cannot compute with this server's data, else nothing.
 
-    Defence in depth: `nmcp.resources` caps every value the schema lets through, so this should
+    Defence in depth: `nmcp.model.resources` caps every value the schema lets through, so this should
     never find anything. If a value slips past the caps anyway, the server shows Degraded with
     the error named, instead of its hook (and its pool's, which would stop every other server of
     the pool) answering 500 on every sync. Runs the per-server time arithmetic once, result unused.
@@ -190,7 +190,7 @@ def sync_pool(request: Mapping[str, Any], now: datetime) -> SyncResponse:
     plan = plan_pool(pool, servers, pods, problems, now)
     waiting = len(plan.waiting)
     if pool.problems:
-        # Each problem says what is used instead (nmcp.resources.read_pool).
+        # Each problem says what is used instead (nmcp.model.resources.read_pool).
         ready = (False, "InvalidSpec", "; ".join(f"{p.field}: {p.message}" for p in pool.problems))
     else:
         ready = (True, "Reconciled", f"{plan.occupied}/{pool.max_active} servers running, {waiting} waiting")

@@ -1,7 +1,7 @@
 """Demand signals: the annotations through which the gateway tells the hooks what clients need.
 
 Metacontroller owns `.status`, so the gateway writes only annotations on the MCPServer
-(`nmcp.resources.ANN_*`), with JSON merge patches. `plan_write` decides, purely, what to write
+(`nmcp.model.resources.ANN_*`), with JSON merge patches. `plan_write` decides, purely, what to write
 and when; `DemandWriter` carries the decisions out.
 
 The rules, in the hooks' terms (`hooks.lifecycle.pending`, `keep_running`):
@@ -33,7 +33,7 @@ from typing import Any
 
 from gateway.kube.client import NotFound
 from gateway.runtime import RuntimeError_, ServerRef
-from nmcp.resources import (
+from nmcp.model.resources import (
     ANN_LAST_ACTIVE_AT,
     ANN_REQUESTED_AT,
     ANN_SESSIONS,

@@ -46,8 +46,8 @@ from gateway.runtime import (
     StartFailed,
     StdioConnection,
 )
-from nmcp.naming import child_name
-from nmcp.resources import LABEL_SERVER, Demand, Server, parse_time, read_server
+from nmcp.model.naming import child_name
+from nmcp.model.resources import LABEL_SERVER, Demand, Server, parse_time, read_server
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from gateway.runtime import (
     StdioConnection,
     pick,
 )
-from nmcp import manifests
-from nmcp.resources import DEFAULT_IDLE_TIMEOUT, Server, read_server
+from nmcp.model import manifests
+from nmcp.model.resources import DEFAULT_IDLE_TIMEOUT, Server, read_server
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nmcp.resources import API_VERSION, GROUP
+from nmcp.model.resources import API_VERSION, GROUP
 
 RUNTIME_ANNOTATION = f"{GROUP}/runtime"
 

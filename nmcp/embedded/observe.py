@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from nmcp.resources import GROUP, format_time_precise
+from nmcp.model.resources import GROUP, format_time_precise
 
 ANN_PID = f"{GROUP}/pid"  # shown on observed Pods (and in the API) so an operator can find the process
 

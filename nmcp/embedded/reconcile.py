@@ -41,9 +41,9 @@ from nmcp.embedded import controller as mc
 from nmcp.embedded.observe import observed_pod
 from nmcp.embedded.pods import LocalPod
 from nmcp.embedded.store import POOL, SERVER, Store
-from nmcp.manifests import LoadResult, fingerprint, load
-from nmcp.naming import child_name
-from nmcp.resources import format_time_precise
+from nmcp.model.manifests import LoadResult, fingerprint, load
+from nmcp.model.naming import child_name
+from nmcp.model.resources import format_time_precise
 
 log = logging.getLogger("nmcp.up")
 

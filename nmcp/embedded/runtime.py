@@ -49,8 +49,8 @@ from nmcp.embedded import logs
 from nmcp.embedded.pods import PodConnection, search_path
 from nmcp.embedded.reconcile import Reconciler
 from nmcp.embedded.store import SERVER
-from nmcp.naming import child_name
-from nmcp.resources import (
+from nmcp.model.naming import child_name
+from nmcp.model.resources import (
     ANN_LAST_ACTIVE_AT,
     ANN_REQUESTED_AT,
     ANN_SESSIONS,

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from nmcp.manifests import Manifest
-from nmcp.resources import format_time_precise
+from nmcp.model.manifests import Manifest
+from nmcp.model.resources import format_time_precise
 
 SERVER, POOL = "MCPServer", "MCPPool"
 

@@ -11,7 +11,7 @@ import pytest
 
 from gateway import jsonrpc, limits
 from gateway.config import Config, ConfigError
-from nmcp.resources import DEFAULT_IDLE_TIMEOUT
+from nmcp.model.resources import DEFAULT_IDLE_TIMEOUT
 
 PARSE, INVALID, PARAMS = -32700, -32600, -32602
 

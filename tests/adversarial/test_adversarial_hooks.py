@@ -28,8 +28,8 @@ import requests
 import crds
 from hooks import lifecycle, sync
 from hooks.app import create_app
-from nmcp import schema
-from nmcp.resources import MAX_COUNT, MAX_DURATION, SpecError, format_time_precise, parse_duration
+from nmcp.model import schema
+from nmcp.model.resources import MAX_COUNT, MAX_DURATION, SpecError, format_time_precise, parse_duration
 from tests.hooks.builders import NOW, pod, pool, pool_request, server, server_request
 from tests.support import ROOT, gunicorn
 

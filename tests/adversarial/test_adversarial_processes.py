@@ -32,7 +32,7 @@ from mcp import Client
 
 from gateway.process import INHERITED, base_environment, environment
 from gateway.redaction import REDACTED, redact, secret_values
-from nmcp.manifests import load
+from nmcp.model.manifests import load
 from tests.support import ROOT, VENV_BIN, wait_for
 from tests.up.running import GUARD, call_tool, descendants, nmcp_up, pool, time_server, write
 
@@ -126,7 +126,7 @@ monkey.patch_all()
 import gevent
 from hooks import sync
 from nmcp.embedded.reconcile import Reconciler
-from nmcp.resources import ANN_REQUESTED_AT, ANN_STOP_REQUESTED_AT, format_time_precise
+from nmcp.model.resources import ANN_REQUESTED_AT, ANN_STOP_REQUESTED_AT, format_time_precise
 
 real_server, real_pool = sync.sync_server, sync.sync_pool
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gateway.config import Config
 from gateway.runtimes.local import LocalRuntime
-from nmcp.resources import read_server
+from nmcp.model.resources import read_server
 from tests.support import VENV_BIN
 
 

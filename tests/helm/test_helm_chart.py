@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 import crds
-from nmcp.naming import server_labels
-from nmcp.resources import read_server
+from nmcp.model.naming import server_labels
+from nmcp.model.resources import read_server
 from tests.helm.chart import (
     CHART,
     CI_VALUES,

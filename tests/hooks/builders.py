@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from hooks.children import new_pod_spec, spec_hash
-from nmcp.naming import child_name, label_value
-from nmcp.resources import (
+from nmcp.model.naming import child_name, label_value
+from nmcp.model.resources import (
     ANN_ANSWERS_REQUEST,
     ANN_LAST_ACTIVE_AT,
     ANN_REQUESTED_AT,

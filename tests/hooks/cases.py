@@ -20,7 +20,7 @@ from typing import Any
 
 from hooks import sync
 from hooks.schemas import SCHEMAS
-from nmcp.resources import ANN_ANSWERS_REQUEST, format_time_precise
+from nmcp.model.resources import ANN_ANSWERS_REQUEST, format_time_precise
 from tests.hooks.builders import (
     NOW,
     customize_request,

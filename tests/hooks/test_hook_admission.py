@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from hooks.sync import sync_pool, sync_server
-from nmcp.resources import ANN_LAST_ACTIVE_AT, ANN_REQUESTED_AT, ANN_SESSIONS, format_time_precise
+from nmcp.model.resources import ANN_LAST_ACTIVE_AT, ANN_REQUESTED_AT, ANN_SESSIONS, format_time_precise
 from tests.hooks.builders import NOW, at, pod, pool, pool_request, server, server_request, t
 
 pytestmark = pytest.mark.usefixtures("no_network")

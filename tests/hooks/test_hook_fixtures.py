@@ -13,7 +13,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from nmcp.resources import parse_time
+from nmcp.model.resources import parse_time
 from tests.hooks.builders import rekey
 from tests.hooks.cases import CASES, FIXTURES, Case, call, request_file, response_file
 

@@ -12,7 +12,7 @@ import pytest
 from hooks import lifecycle
 from hooks.children import new_pod, new_service
 from hooks.sync import customize_server, sync_pool, sync_server
-from nmcp.resources import read_pool, read_server
+from nmcp.model.resources import read_pool, read_server
 from tests.hooks.builders import NOW, POD_KEY, SERVER_KEY, pod, pool, pool_request, server, server_request
 from tests.hooks.cases import CASES, call
 

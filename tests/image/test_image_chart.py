@@ -34,8 +34,8 @@ import requests
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from nmcp.naming import child_name
-from nmcp.resources import ANN_REQUESTED_AT, parse_time
+from nmcp.model.naming import child_name
+from nmcp.model.resources import ANN_REQUESTED_AT, parse_time
 from tests.gateway_http.servers import running
 from tests.helm.chart import one, template
 from tests.image.podman import ServiceAccount, kubelet_flags, probe_url, run, service_account_files, wait_answering

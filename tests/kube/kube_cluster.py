@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from gateway.kube.attach import AttachConnection
-from nmcp.naming import child_name
+from nmcp.model.naming import child_name
 from tests.kube.fakekubelet import FakeKubelet
 from tests.kube.kube_objects import mcpserver, set_status
 from tests.support import NODE_BIN, ROOT, VENV_BIN

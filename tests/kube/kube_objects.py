@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nmcp.resources import API_VERSION
+from nmcp.model.resources import API_VERSION
 from tests.support.kubeapi import KubeAPI
 
 

@@ -27,7 +27,7 @@ import requests
 from gateway.kube.client import KubeClient
 from gateway.kube.config import from_kubeconfig
 from gateway.runtimes.kubernetes import KubernetesRuntime, KubeSettings
-from nmcp.resources import ANN_REQUESTED_AT
+from nmcp.model.resources import ANN_REQUESTED_AT
 from tests.kube.kube_objects import mcpserver, set_status
 from tests.support import ROOT, gunicorn
 from tests.support.kubeapi import KubeAPI

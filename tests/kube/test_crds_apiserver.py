@@ -1,5 +1,5 @@
 """The CRDs on a real kube-apiserver: they apply, print their columns, default and reject as the
-schema says, and `nmcp.schema.validate` (what `nmcp up` checks locally) agrees with the API server.
+schema says, and `nmcp.model.schema.validate` (what `nmcp up` checks locally) agrees with the API server.
 
 The CRDs are installed the way the README tells users to: `nmcp export ... | kubectl apply -f -`.
 """
@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from hooks.sync import sync_pool
-from nmcp import schema
-from nmcp.resources import format_time_precise
+from nmcp.model import schema
+from nmcp.model.resources import format_time_precise
 from tests.kube.kube_objects import set_status
 from tests.support import ROOT, VENV_BIN
 from tests.support.kubeapi import KubeAPI
@@ -139,7 +139,7 @@ def test_invalid_server_is_rejected_with_the_schema_message(kube: KubeAPI, ns: s
 
 
 # One table of manifests, judged by the API server (through kubectl, which adds its own check of
-# unknown fields from the published OpenAPI schema) and by nmcp.schema: the verdicts must agree.
+# unknown fields from the published OpenAPI schema) and by nmcp.model.schema: the verdicts must agree.
 GOOD = [
     pytest.param(server("minimal", {"image": "mcp/time:1"}), id="minimal"),
     pytest.param(server("command-only", {"command": ["uvx", "mcp-server-time"]}), id="command-only"),
@@ -207,10 +207,10 @@ def test_parity_good_manifests_get_the_same_defaults(kube: KubeAPI, ns: str, doc
 def test_parity_bad_manifests_are_refused_on_the_same_field(kube: KubeAPI, ns: str, doc: dict[str, Any]) -> None:
     local, problems = schema.validate(copy.deepcopy(doc), namespace=ns)
     proc = server_verdict(kube, ns, doc)
-    assert proc.returncode != 0, f"the API server accepted what nmcp.schema refuses: {problems}"
+    assert proc.returncode != 0, f"the API server accepted what nmcp.model.schema refuses: {problems}"
     assert local is None
     assert problems
-    # The field nmcp.schema names is the one the API server (or kubectl's schema check) names.
+    # The field nmcp.model.schema names is the one the API server (or kubectl's schema check) names.
     leaf = problems[0].field.rsplit(".", 1)[-1].split("[")[0]
     assert leaf in proc.stderr, (problems, proc.stderr)
 

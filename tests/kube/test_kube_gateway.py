@@ -20,7 +20,7 @@ from mcp.client.client import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from nmcp.resources import ANN_REQUESTED_AT
+from nmcp.model.resources import ANN_REQUESTED_AT
 from tests.kube.kube_cluster import Cluster, patch_pod_status, pod_status, run_server, start_pod
 from tests.kube.kube_objects import annotations, mcpserver, set_status
 from tests.support import ROOT, gunicorn, wait_for

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.kube.attach import AttachConnection
 from gateway.runtime import Forbidden
-from nmcp.resources import ANN_REQUESTED_AT
+from nmcp.model.resources import ANN_REQUESTED_AT
 from tests.kube.conftest import RuntimeFactory
 from tests.kube.kube_cluster import Cluster, initialize, render_gateway_rbac, run_server
 from tests.kube.kube_objects import annotations, mcpserver

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.runtime import AmbiguousServer, HttpEndpoint, ServerNotFound, ServerRef, StartFailed
 from hooks import lifecycle
-from nmcp.resources import (
+from nmcp.model.resources import (
     ANN_LAST_ACTIVE_AT,
     ANN_REQUESTED_AT,
     ANN_SESSIONS,

@@ -15,7 +15,7 @@ from gateway.kube.client import MCPSERVERS, PODS, Access, Gone, KubeForbidden, N
 from gateway.kube.config import ClusterConfigError, from_kubeconfig
 from gateway.kube.demand import Policy, Wanted, plan_write
 from gateway.runtime import Forbidden
-from nmcp.resources import ANN_LAST_ACTIVE_AT, ANN_REQUESTED_AT, ANN_SESSIONS, ANN_STOP_REQUESTED_AT, Demand
+from nmcp.model.resources import ANN_LAST_ACTIVE_AT, ANN_REQUESTED_AT, ANN_SESSIONS, ANN_STOP_REQUESTED_AT, Demand
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 POLICY = Policy(interval=20.0)

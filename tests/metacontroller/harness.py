@@ -49,7 +49,7 @@ from gateway.kube.client import MCPSERVERS, Access, KubeClient, Resource
 from gateway.kube.config import from_kubeconfig
 from gateway.runtime import ServerNotFound, ServerRef
 from gateway.runtimes.kubernetes import KubernetesRuntime, KubeSettings, ready_condition
-from nmcp.resources import API_VERSION
+from nmcp.model.resources import API_VERSION
 from tests.metacontroller.kubelet import Kubelet
 from tests.metacontroller.watching import resource_version, watch
 from tests.support import ROOT, VENV_BIN, free_port, stop, wait_for, wait_http

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.kube.client import PODS, Access, KubeClient, KubeError, NotFound
-from nmcp.resources import LABEL_SERVER, format_time
+from nmcp.model.resources import LABEL_SERVER, format_time
 from tests.kube.fakekubelet import Container
 from tests.kube.kube_cluster import SERVER_ARGV, Cluster, make_kubelet
 from tests.metacontroller.watching import resource_version, watch

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from gateway.kube.client import MCPSERVERS
-from nmcp.resources import ANN_REQUESTED_AT
+from nmcp.model.resources import ANN_REQUESTED_AT
 from tests.kube.test_kube_gateway import tools_and_time
 from tests.metacontroller.harness import MetaCluster, StatusSampler, mcppool, mcpserver
 from tests.metacontroller.kubelet import Kubelet

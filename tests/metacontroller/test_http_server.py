@@ -9,8 +9,8 @@ import pytest
 
 from gateway.kube.client import PODS, Resource
 from gateway.runtime import HttpEndpoint
-from nmcp.naming import child_name
-from nmcp.resources import LABEL_SERVER
+from nmcp.model.naming import child_name
+from nmcp.model.resources import LABEL_SERVER
 from tests.metacontroller.harness import STEP_TIMEOUT, Gateway, MetaCluster, StatusSampler, mcppool, mcpserver
 from tests.metacontroller.kubelet import Kubelet
 from tests.support import wait_for

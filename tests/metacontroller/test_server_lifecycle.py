@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.kube.client import MCPSERVERS, PODS
-from nmcp.resources import ANN_SESSIONS
+from nmcp.model.resources import ANN_SESSIONS
 from tests.metacontroller.harness import MCPPOOLS, STEP_TIMEOUT, Gateway, MetaCluster, StatusSampler, mcppool, mcpserver
 from tests.metacontroller.kubelet import DELETED, READY, TERMINATING, Kubelet
 from tests.support import wait_for

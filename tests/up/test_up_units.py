@@ -13,7 +13,7 @@ import pytest
 from hooks.lifecycle import read_pod
 from nmcp.embedded import controller as mc
 from nmcp.embedded.observe import Exit, PodSnapshot, observed_pod
-from nmcp.manifests import fingerprint, load
+from nmcp.model.manifests import fingerprint, load
 from tests.up.running import pool, time_server, write
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -4,7 +4,7 @@ Both local runtimes read manifests through here: `nmcp up` and `nmcp gateway --r
 
 A path is a file or a directory (its `*.yaml` / `*.yml` / `*.json` files, not recursive, hidden files and
 editor back-ups skipped). A file may hold several documents. Each document is validated and
-defaulted against the CRD schema by `nmcp.schema.validate`; a bad document becomes a `Problem`
+defaulted against the CRD schema by `nmcp.model.schema.validate`; a bad document becomes a `Problem`
 naming the file, the document's position and the field, and every other document still loads.
 
 `fingerprint(paths)` is what the live-reload watcher compares: the names, sizes and modification
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from nmcp import schema
+from nmcp.model import schema
 
 SUFFIXES = (".yaml", ".yml", ".json")  # JSON is YAML too
 KINDS = ("MCPServer", "MCPPool")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from nmcp.resources import LABEL_POOL, LABEL_SERVER, Server
+from nmcp.model.resources import LABEL_POOL, LABEL_SERVER, Server
 
 _MAX_LABEL = 63
 

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 
 import crds
-from nmcp.resources import API_VERSION, shown
+from nmcp.model.resources import API_VERSION, shown
 
 RESOURCES_BY_KIND = {kind: resource for resource, kind in crds.KINDS.items()}
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

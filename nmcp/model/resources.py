@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from nmcp.quantity import canonical_quantity
+from nmcp.model.quantity import canonical_quantity
 
 GROUP = "nmcp.nwrx.io"
 VERSION = "v1"
@@ -251,7 +251,7 @@ def _deeper_than(value: Any, limit: int) -> bool:
 
 def read_resources(raw: Any, field: str) -> tuple[dict[str, dict[str, str]] | None, list[SpecError]]:
     """Container resources with every quantity in the form the API server stores (see
-    nmcp.quantity), and the problems found; None when there are none to set."""
+    nmcp.model.quantity), and the problems found; None when there are none to set."""
     if raw is None:
         return None, []
     if not isinstance(raw, Mapping):
