@@ -1,12 +1,17 @@
 # The README's two commands are `make up` and `make test`; both install what they need first.
-.PHONY: setup up test lint
+.PHONY: setup setup-up up test lint
 
 VENV := .venv/bin
 
+# Everything the tests need (apt packages, a kube-apiserver, the image base, test tools).
 setup:
 	bash .ci/setup
 
-up: setup
+# Only what `nmcp up examples/local` needs: nmcp and the two example servers.
+setup-up:
+	bash .ci/setup-up
+
+up: setup-up
 	$(VENV)/nmcp up examples/local
 
 lint:

@@ -46,7 +46,7 @@ IMAGE = f"localhost/nmcp:{PROJECT['version']}"
 # `nmcp up` in a container runs servers inside it: the image for that test adds the
 # mcp-server-time the test suite pins.
 UP_IMAGE = "localhost/nmcp-up:test"
-(TIME_SERVER,) = [req for req in PROJECT["optional-dependencies"]["test"] if req.startswith("mcp-server-time==")]
+(TIME_SERVER,) = [req for req in PROJECT["optional-dependencies"]["examples"] if req.startswith("mcp-server-time==")]
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 _names = itertools.count(1)
 
