@@ -41,7 +41,10 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         config = Config.from_env()
     elif not isinstance(config, Config):
         config = Config(**{**Config.from_env().__dict__, **dict(config)})
-    http_settings = UpstreamSettings.from_env(config.extra)  # NMCP_UPSTREAM_*: timeouts towards HTTP servers
+    http_settings = UpstreamSettings(connect_timeout=config.upstream_connect_timeout,
+                                     request_timeout=config.upstream_request_timeout,
+                                     close_timeout=config.upstream_close_timeout,
+                                     reconnect_delay=config.upstream_reconnect_delay)
     runtime = create_runtime(config.runtime, config)
     hub = Hub(runtime, config.start_timeout, http_settings, max_sessions=config.max_sessions,
               session_timeout=config.session_timeout, max_message=config.max_message)

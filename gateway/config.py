@@ -1,109 +1,117 @@
-"""The gateway's settings: defaults here, overrides from `NMCP_*` environment variables.
+"""The gateway's settings table: every `NMCP_*` variable the gateway, its gunicorn and its runtimes
+read, with its type, default and meaning, declared once (see nmcp.model.settings).
 
-Read once, when the app is created (`Config.from_env`); nothing else reads the environment.
-
-| variable | default | meaning |
-|---|---|---|
-| `NMCP_RUNTIME` | `local` | `local`, `kubernetes`, or `module:function` returning a Runtime |
-| `NMCP_MANIFESTS` | (none) | MCPServer manifest files/directories, `os.pathsep`-separated (local) |
-| `NMCP_NAMESPACES` | (none) | namespaces to serve, comma-separated (kubernetes) |
-| `NMCP_START_TIMEOUT` | `120` | seconds a client is held while its server starts (a server's own `startTimeout` wins) |
-| `NMCP_KEEPALIVE` | `15` | seconds between SSE keep-alive comments; also how long a Streamable HTTP |
-|  |  | response may wait to be plain JSON before it turns into an SSE stream |
-| `NMCP_SESSION_TIMEOUT` | (the server's) | seconds after which a Streamable HTTP session nobody uses (no open stream, |
-|  |  | no request) is closed. Unset: the server's `idleTimeout` (5 minutes when it sets |
-|  |  | none), at least 60 s: a session lasts as long as its server would stay up for it |
-| `NMCP_MAX_SESSIONS` | `1000` | client sessions (SSE and Streamable HTTP) one server may hold; beyond it a new |
-|  |  | session gets 429 with `Retry-After` (when the least recently used one expires) |
-| `NMCP_ALLOWED_ORIGINS` | (none) | browser Origins allowed besides localhost ones, comma-separated; `*` allows any. |
-|  |  | Checked on the MCP endpoints and on every state-changing request (POST, DELETE) |
-| `NMCP_MAX_BODY` | `33554432` | largest request body in bytes (32 MiB: a 16 MB MCP message and its JSON |
-|  |  | escaping pass); a larger one gets 413 before it is read |
-| `NMCP_MAX_MESSAGE` | `8388608` | largest message in bytes the gateway writes to an upstream server (8 MiB: |
-|  |  | servers on the TypeScript SDK exit on a stdio line over 10 MiB); a larger client |
-|  |  | request gets a JSON-RPC error instead of reaching the server |
-| `NMCP_WORKER_CONNECTIONS` | `16384` | connections the gateway holds at once (idle streams included); the |
-|  |  | open-file limit is raised to fit at start where the system allows it |
-| `NMCP_HEADER_TIMEOUT` | `10` | seconds a client has to send a complete request head (from connecting, or from |
-|  |  | its first byte on a kept-alive connection); a slower one is disconnected |
-| `NMCP_STOP_GRACE` | `5` | seconds between SIGTERM and SIGKILL when a local server stops |
-| `NMCP_LOG_LINES` | `1000` | log lines kept per server for `GET .../logs` |
-
-`NMCP_BIND`, `NMCP_LOG_LEVEL` and `NMCP_GRACEFUL_TIMEOUT` are gunicorn's, read by gunicorn.conf.py.
+Read once, when the process starts (`Config.from_env`); nothing else reads the environment. The
+README's settings table and `nmcp gateway --help` are made from, or tested against, this one.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
 
+from nmcp.model import settings as s
+from nmcp.model.settings import SettingError as ConfigError
+from nmcp.model.settings import setting
 
-class ConfigError(ValueError):
-    """An NMCP_* variable holds a value the gateway cannot use; the message names it."""
+__all__ = ["Config", "ConfigError"]
+
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
 class Config:
-    runtime: str = "local"
-    manifests: tuple[str, ...] = ()
-    namespaces: tuple[str, ...] = ()
-    start_timeout: float = 120.0
-    keepalive: float = 15.0
-    session_timeout: float | None = None  # None: each server's idle timeout (see session_timeout_for)
-    max_sessions: int = 1000
-    allowed_origins: tuple[str, ...] = ()
-    max_body: int = 32 * 1024 * 1024
-    max_message: int = 8 * 1024 * 1024
-    worker_connections: int = 16384
-    header_timeout: float = 10.0
-    stop_grace: float = 5.0
-    log_lines: int = 1000
-    extra: Mapping[str, str] = field(default_factory=dict)  # every NMCP_* variable, for runtime factories
+    # -- where servers come from
+    runtime: str = setting(
+        "NMCP_RUNTIME", "local", "`local` (servers as local processes, the `nmcp up` system) or `kubernetes` "
+        "(Pods made by the operator's hooks)", s.choice("local", "kubernetes"))
+    manifests: tuple[str, ...] = setting(
+        "NMCP_MANIFESTS", (), "MCPServer and MCPPool manifest files or directories, `os.pathsep`-separated "
+        "(local)", s.paths)
+    up_namespace: str = setting(
+        "NMCP_UP_NAMESPACE", "default", "namespace of manifests that name none (local)", s.text)
+    up_poll_interval: float = setting(
+        "NMCP_UP_POLL_INTERVAL", 1.0, "seconds between checks of the manifest files for changes; 0 turns "
+        "live reload off (local)", s.seconds_or_zero)
+    stop_grace: float = setting(
+        "NMCP_STOP_GRACE", 5.0, "seconds between SIGTERM and SIGKILL when a local server stops", s.seconds)
+    log_lines: int = setting(
+        "NMCP_LOG_LINES", 1000, "log lines kept per local server for `GET .../logs`", s.count)
+    namespaces: tuple[str, ...] = setting(
+        "NMCP_NAMESPACES", (), "namespaces to serve, comma-separated; `*` for all (kubernetes)", s.names,
+        shown="(the gateway's own)")
+    kubeconfig: str = setting(
+        "NMCP_KUBECONFIG", "", "kubeconfig file; else `KUBECONFIG`, the in-cluster service account, "
+        "`~/.kube/config` (kubernetes)", s.text)
+    kube_context: str = setting(
+        "NMCP_KUBE_CONTEXT", "", "kubeconfig context (kubernetes)", s.text, shown="(the current one)")
+    kube_write_interval: float = setting(
+        "NMCP_KUBE_WRITE_INTERVAL", 20.0, "seconds between coalesced activity writes per server (kubernetes)",
+        s.seconds)
+    kube_watch_timeout: float = setting(
+        "NMCP_KUBE_WATCH_TIMEOUT", 300.0, "seconds one watch request stays open before it is resumed "
+        "(kubernetes)", s.seconds)
+    kube_ping_interval: float = setting(
+        "NMCP_KUBE_PING_INTERVAL", 20.0, "seconds between keep-alive pings on an attach; silence for two "
+        "means dead (kubernetes)", s.seconds)
+    kube_sync_timeout: float = setting(
+        "NMCP_KUBE_SYNC_TIMEOUT", 30.0, "seconds start-up waits for the first list of servers (kubernetes)",
+        s.seconds)
+    # -- clients
+    start_timeout: float = setting(
+        "NMCP_START_TIMEOUT", 120.0, "seconds a client is held while its server starts (a server's own "
+        "`startTimeout` wins)", s.seconds)
+    keepalive: float = setting(
+        "NMCP_KEEPALIVE", 15.0, "seconds between SSE keep-alive comments; also how long a Streamable HTTP "
+        "response may wait to be plain JSON before it turns into an SSE stream", s.seconds)
+    session_timeout: float | None = setting(
+        "NMCP_SESSION_TIMEOUT", None, "seconds after which a client session nobody uses (no open stream, no "
+        "request) is closed; unset: the server's idle timeout, at least 60 s", s.seconds,
+        shown="(the server's)")
+    max_sessions: int = setting(
+        "NMCP_MAX_SESSIONS", 1000, "client sessions (SSE and Streamable HTTP) one server may hold; beyond it a "
+        "new session gets 429 with `Retry-After`", s.count)
+    allowed_origins: tuple[str, ...] = setting(
+        "NMCP_ALLOWED_ORIGINS", (), "browser Origins allowed besides localhost ones, comma-separated; `*` "
+        "allows any. Checked on the MCP endpoints and on every state-changing request", s.names)
+    max_body: int = setting(
+        "NMCP_MAX_BODY", 32 * 1024 * 1024, "largest request body in bytes (a 16 MB MCP message and its JSON "
+        "escaping pass); a larger one gets 413 before it is read", s.count)
+    max_message: int = setting(
+        "NMCP_MAX_MESSAGE", 8 * 1024 * 1024, "largest message in bytes written to an upstream server (servers "
+        "on the TypeScript SDK exit on a stdio line over 10 MiB); a larger request gets a JSON-RPC error",
+        s.count)
+    worker_connections: int = setting(
+        "NMCP_WORKER_CONNECTIONS", 16384, "connections held at once (idle streams included); the open-file "
+        "limit is raised to fit at start where the system allows it", s.count)
+    header_timeout: float = setting(
+        "NMCP_HEADER_TIMEOUT", 10.0, "seconds a client has to send a complete request head; a slower one is "
+        "disconnected", s.seconds)
+    # -- HTTP upstream servers
+    upstream_connect_timeout: float = setting(
+        "NMCP_UPSTREAM_CONNECT_TIMEOUT", 10.0, "seconds to connect to an HTTP server and get its SSE endpoint "
+        "or stream", s.seconds)
+    upstream_request_timeout: float = setting(
+        "NMCP_UPSTREAM_REQUEST_TIMEOUT", 300.0, "seconds a request to an HTTP server may wait for its answer",
+        s.seconds)
+    upstream_close_timeout: float = setting(
+        "NMCP_UPSTREAM_CLOSE_TIMEOUT", 5.0, "seconds closing an HTTP server session waits for its DELETE and "
+        "readers", s.seconds)
+    upstream_reconnect_delay: float = setting(
+        "NMCP_UPSTREAM_RECONNECT_DELAY", 1.0, "seconds before reopening a GET stream the server ended, unless "
+        "it sent `retry`", s.seconds)
+    # -- the process
+    bind: str = setting("NMCP_BIND", "127.0.0.1:8080", "address the gateway listens on", s.address)
+    log_level: str = setting(
+        "NMCP_LOG_LEVEL", "info", "log level", s.choice("debug", "info", "warning", "error", "critical"))
+    log_format: str = setting(
+        "NMCP_LOG_FORMAT", "text", "`text` or `json` lines for server lifecycle events (local)", s.choice(*LOG_FORMATS))
+    graceful_timeout: float = setting(
+        "NMCP_GRACEFUL_TIMEOUT", 20.0, "seconds a stopping gateway gives open requests", s.seconds)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"NMCP_{f.name.upper()}")
-            if raw is None or f.name == "extra":
-                continue
-            values[f.name] = _parse(f.name, raw)
-        values["extra"] = {k: v for k, v in env.items() if k.startswith("NMCP_")}
-        return cls(**values)
+        return s.from_env(cls, environ)
 
-    def seconds(self, name: str, default: float, *, allow_zero: bool = False) -> float:
-        """A runtime's own duration setting from `extra` (e.g. NMCP_KUBE_WRITE_INTERVAL)."""
-        raw = self.extra.get(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError as err:
-            raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from err
-        if value < 0 or (value == 0 and not allow_zero):
-            raise ConfigError(f"{name}: must be {'zero or more' if allow_zero else 'positive'}, got {raw!r}")
-        return value
-
-
-_INTEGERS = frozenset({"log_lines", "max_sessions", "max_body", "max_message", "worker_connections"})
-
-
-def _parse(name: str, raw: str) -> Any:
-    if name == "manifests":
-        return tuple(p for p in raw.split(os.pathsep) if p)
-    if name in ("namespaces", "allowed_origins"):
-        return tuple(p.strip() for p in raw.split(",") if p.strip())
-    if name == "runtime":
-        return raw.strip() or "local"
-    integer = name in _INTEGERS
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError as err:
-        raise ConfigError(f"NMCP_{name.upper()}: expected {'an integer' if integer else 'a number'}, "
-                          f"got {raw!r}") from err
-    if value <= 0:
-        raise ConfigError(f"NMCP_{name.upper()}: must be positive, got {raw!r}")
-    return value
+    def env_name(self, name: str) -> str:
+        return s.env_name(Config, name)

@@ -14,7 +14,7 @@ from gateway.config import Config
 
 _config = Config.from_env()
 wsgi_app = "gateway.app:create_app()"
-bind = os.environ.get("NMCP_BIND", "127.0.0.1:8080")
+bind = _config.bind
 worker_class = "gateway.worker.GatewayWorker"
 workers = 1  # sessions live in process memory: never more than one
 # Idle SSE streams hold a connection each: sized for thousands of clients (NMCP_WORKER_CONNECTIONS).
@@ -22,12 +22,12 @@ worker_connections = _config.worker_connections
 preload_app = False
 # SSE streams are long-lived: the worker's heartbeat is what `timeout` watches, not requests.
 timeout = 60
-graceful_timeout = int(os.environ.get("NMCP_GRACEFUL_TIMEOUT", "20"))  # below a pod's default 30s grace
+graceful_timeout = _config.graceful_timeout  # below a pod's default 30s grace
 # How long a kept-alive connection may stay silent (above common load balancers' 60 s). Must not
 # be 0: gunicorn then reads request heads without any deadline, NMCP_HEADER_TIMEOUT included.
 keepalive = 75
 accesslog = "-"
-loglevel = os.environ.get("NMCP_LOG_LEVEL", "info")
+loglevel = _config.log_level
 control_socket_disable = True
 # Everything to stdout: gunicorn's own log, the access log, and the app's (sessions, servers' stderr).
 logconfig_dict = {

@@ -1,7 +1,7 @@
 """Where the Kubernetes API is and who the gateway is there: in-cluster or from a kubeconfig.
 
-Resolution order (`load_cluster`): an explicit kubeconfig (`NMCP_KUBECONFIG`, the CLI's
-`--kubeconfig`), then `KUBECONFIG`, then the in-cluster service account when
+Resolution order (`load_cluster`): an explicit kubeconfig (the gateway's `kubeconfig` setting, the
+CLI's `--kubeconfig`), then `KUBECONFIG`, then the in-cluster service account when
 `KUBERNETES_SERVICE_HOST` is set, then `~/.kube/config`. kubeconfig users may authenticate with a
 bearer token (`token`, `tokenFile`) or a client certificate (`client-certificate[-data]` and
 `client-key[-data]`); `exec` and `auth-provider` plugins are refused with a clear error.
@@ -150,18 +150,18 @@ def from_kubeconfig(paths: list[Path], context: str | None = None) -> Cluster:
     )
 
 
-def load_cluster(environ: Mapping[str, str], kubeconfig: str | None = None) -> Cluster:
-    """The cluster to use, in the order of the module docstring."""
-    explicit = kubeconfig or environ.get("NMCP_KUBECONFIG")
-    if explicit:
-        return from_kubeconfig([Path(explicit)], environ.get("NMCP_KUBE_CONTEXT"))
+def load_cluster(environ: Mapping[str, str], kubeconfig: str | None = None, context: str | None = None) -> Cluster:
+    """The cluster to use, in the order of the module docstring; `environ` gives the standard
+    variables (KUBECONFIG, KUBERNETES_SERVICE_HOST, HOME), the gateway's settings the rest."""
+    if kubeconfig:
+        return from_kubeconfig([Path(kubeconfig)], context)
     if environ.get("KUBECONFIG"):
         paths = [Path(p) for p in environ["KUBECONFIG"].split(os.pathsep) if p]
-        return from_kubeconfig([p for p in paths if p.exists()] or paths, environ.get("NMCP_KUBE_CONTEXT"))
+        return from_kubeconfig([p for p in paths if p.exists()] or paths, context)
     if environ.get("KUBERNETES_SERVICE_HOST"):
         return in_cluster(environ)
     default = Path(environ.get("HOME", "~")).expanduser() / ".kube" / "config"
     if default.exists():
-        return from_kubeconfig([default], environ.get("NMCP_KUBE_CONTEXT"))
+        return from_kubeconfig([default], context)
     raise ClusterConfigError("no Kubernetes configuration: not in a cluster, and neither NMCP_KUBECONFIG, "
                              f"KUBECONFIG nor {default} is set")

@@ -6,17 +6,7 @@ hooks write to turn Ready (woken by watch events), then connects: stdio servers 
 `pods/attach` API (`gateway.kube.attach`), HTTP servers through their Service's cluster DNS
 name. Logs stream from `pods/log`.
 
-Settings (read once, at start-up; `NMCP_NAMESPACES` is the gateway's `--namespace`):
-
-| variable | default | meaning |
-|---|---|---|
-| `NMCP_NAMESPACES` | the Pod's (or kubeconfig context's) namespace | namespaces served, comma-separated; `*` for all |
-| `NMCP_KUBECONFIG` | (none) | kubeconfig file; else `KUBECONFIG`, the in-cluster service account, `~/.kube/config` |
-| `NMCP_KUBE_CONTEXT` | current context | kubeconfig context |
-| `NMCP_KUBE_WRITE_INTERVAL` | `20` | seconds between coalesced activity writes per server |
-| `NMCP_KUBE_WATCH_TIMEOUT` | `300` | seconds one watch request stays open before it is resumed |
-| `NMCP_KUBE_PING_INTERVAL` | `20` | seconds between keep-alive pings on an attach; silence for two means dead |
-| `NMCP_KUBE_SYNC_TIMEOUT` | `30` | seconds start-up waits for the first list of servers |
+Settings: the `(kubernetes)` rows of the gateway's settings table (gateway/config.py).
 """
 
 from __future__ import annotations
@@ -68,15 +58,12 @@ class KubeSettings:
 
     @classmethod
     def from_config(cls, config: Config, default_namespace: str) -> KubeSettings:
-        number = config.seconds
         namespaces: tuple[str, ...] | None = config.namespaces or (default_namespace,)
         if ALL_NAMESPACES in namespaces:
             namespaces = None
-        return cls(namespaces=namespaces,
-                   write_interval=number("NMCP_KUBE_WRITE_INTERVAL", 20.0),
-                   watch_timeout=int(number("NMCP_KUBE_WATCH_TIMEOUT", 300)),
-                   ping_interval=number("NMCP_KUBE_PING_INTERVAL", 20.0),
-                   sync_timeout=number("NMCP_KUBE_SYNC_TIMEOUT", 30.0))
+        return cls(namespaces=namespaces, write_interval=config.kube_write_interval,
+                   watch_timeout=max(1, int(config.kube_watch_timeout)), ping_interval=config.kube_ping_interval,
+                   sync_timeout=config.kube_sync_timeout)
 
 
 def ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -389,7 +376,7 @@ def _running(pod: Mapping[str, Any]) -> bool:
 def create_runtime(config: Config) -> KubernetesRuntime:
     """The runtime `nmcp gateway --runtime kubernetes` serves from (reads the environment once)."""
     try:
-        cluster = load_cluster(os.environ)
+        cluster = load_cluster(os.environ, config.kubeconfig or None, config.kube_context or None)
     except ClusterConfigError as err:
         raise ConfigError(f"kubernetes runtime: {err}") from err
     settings = KubeSettings.from_config(config, cluster.namespace)

@@ -27,10 +27,11 @@ def test_default_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, host: 
 def test_runtime_durations_name_a_bad_setting() -> None:
     from gateway.config import Config, ConfigError
 
-    config = Config.from_env({"NMCP_KUBE_WRITE_INTERVAL": "soon", "NMCP_UP_POLL_INTERVAL": "0"})
     with pytest.raises(ConfigError, match="NMCP_KUBE_WRITE_INTERVAL: expected a number of seconds, got 'soon'"):
-        config.seconds("NMCP_KUBE_WRITE_INTERVAL", 20.0)
-    assert config.seconds("NMCP_UP_POLL_INTERVAL", 1.0, allow_zero=True) == 0.0
-    with pytest.raises(ConfigError, match="NMCP_UP_POLL_INTERVAL: must be positive"):
-        config.seconds("NMCP_UP_POLL_INTERVAL", 1.0)
-    assert config.seconds("NMCP_KUBE_PING_INTERVAL", 20.0) == 20.0
+        Config.from_env({"NMCP_KUBE_WRITE_INTERVAL": "soon"})
+    assert Config.from_env({"NMCP_UP_POLL_INTERVAL": "0"}).up_poll_interval == 0.0
+    with pytest.raises(ConfigError, match="NMCP_UP_POLL_INTERVAL: must be zero or more"):
+        Config.from_env({"NMCP_UP_POLL_INTERVAL": "-1"})
+    with pytest.raises(ConfigError, match="NMCP_RUNTIME: expected one of local, kubernetes, got 'moon'"):
+        Config.from_env({"NMCP_RUNTIME": "moon"})
+    assert Config.from_env({}).kube_ping_interval == 20.0

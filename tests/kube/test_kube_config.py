@@ -106,7 +106,7 @@ def test_unusable_configurations_are_named(kube: KubeAPI, tmp_path: Path, monkey
         "users": [{"name": "u", "user": {"exec": {"command": "aws"}}}]}))
     with pytest.raises(ClusterConfigError, match="exec plugin"):
         from_kubeconfig([exec_user])
-    monkeypatch.setenv("NMCP_KUBECONFIG", str(kube.kubeconfig))
-    monkeypatch.setenv("NMCP_KUBE_CONTEXT", "nope")
+    config = Config.from_env({"NMCP_RUNTIME": "kubernetes", "NMCP_KUBECONFIG": str(kube.kubeconfig),
+                              "NMCP_KUBE_CONTEXT": "nope"})
     with pytest.raises(ConfigError, match=r"kubernetes runtime: .*context 'nope' not found"):
-        create_runtime(Config(runtime="kubernetes"))
+        create_runtime(config)
