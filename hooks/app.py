@@ -11,8 +11,8 @@ report, as conditions (see `nmcp.model.resources`); tests/adversarial fuzzes thi
 Every response carries `Server-Timing: app;dur=<wall ms>, cpu;dur=<cpu ms>`, so the time a
 hook takes is visible from outside (bench/hooks_bench.py reads it).
 
-Configuration: `create_app(config)` overrides, else `NMCP_HOOKS_*` environment variables read
-once at start-up (e.g. `NMCP_HOOKS_MAX_CONTENT_LENGTH`, in bytes).
+Configuration: `create_app(config)` overrides, else the operator's settings (hooks/settings.py),
+read once at start-up.
 """
 
 from __future__ import annotations
@@ -29,10 +29,7 @@ from werkzeug.exceptions import HTTPException
 
 from hooks import sync
 from hooks.schemas import SCHEMAS, flatten_errors
-
-# A pool sync carries every MCPServer of its namespace in full (managedFields included):
-# thousands of servers are tens of megabytes.
-DEFAULT_MAX_CONTENT_LENGTH = 256 * 1024 * 1024
+from hooks.settings import OperatorSettings
 
 bp = Blueprint("hooks", __name__)
 
@@ -170,8 +167,7 @@ def _bug(err: Exception) -> Response:
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The webhook application (gunicorn: `hooks.app:create_app()`)."""
     app = Flask("hooks")
-    app.config["MAX_CONTENT_LENGTH"] = DEFAULT_MAX_CONTENT_LENGTH
-    app.config.from_prefixed_env("NMCP_HOOKS")
+    app.config["MAX_CONTENT_LENGTH"] = OperatorSettings.from_env().max_body
     if config:
         app.config.from_mapping(config)
     app.json.sort_keys = False

@@ -6,8 +6,8 @@ the few threads per worker are not for throughput but so that Metacontroller's k
 connections and a slow client never pin a whole worker, which a `sync` worker (no keep-alive,
 one connection at a time) would. gevent buys nothing for CPU-bound work.
 
-Defaults live here; `NMCP_OPERATOR_*` environment variables override them at start-up, and the
-`nmcp operator` flags override both. Nothing from the app is imported here.
+Settings come from the operator's table (hooks/settings.py: `NMCP_OPERATOR_*` variables), and the
+`nmcp operator` flags override them. Nothing from the app is imported here.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from __future__ import annotations
 import gc
 import os
 
-bind = os.environ.get("NMCP_OPERATOR_BIND", "0.0.0.0:8000")
+from hooks.settings import OperatorSettings
+
+_settings = OperatorSettings.from_env()
+bind = _settings.bind
 worker_class = "gthread"
-workers = int(os.environ.get("NMCP_OPERATOR_WORKERS", "0")) or max(2, os.cpu_count() or 1)
-threads = int(os.environ.get("NMCP_OPERATOR_THREADS", "4"))
+workers = _settings.workers or max(2, os.cpu_count() or 1)
+threads = _settings.threads
 # Metacontroller's Go client keeps idle connections for 90 s and retries a request that found
 # its idle connection closed, so a long keep-alive only saves reconnects.
 keepalive = 30
@@ -26,9 +29,9 @@ keepalive = 30
 # up after its own 10 s webhook timeout anyway.
 timeout = 30
 graceful_timeout = 20
-accesslog = "-" if os.environ.get("NMCP_OPERATOR_ACCESS_LOG", "1") not in ("0", "false", "") else None
+accesslog = "-" if _settings.access_log else None
 errorlog = "-"
-loglevel = os.environ.get("NMCP_OPERATOR_LOG_LEVEL", "info")
+loglevel = _settings.log_level
 # Several replicas (and test instances) may share a home directory; nothing uses the socket.
 control_socket_disable = True
 preload_app = False
