@@ -13,6 +13,9 @@ from pathlib import Path
 
 import click
 
+from hooks.settings import OperatorSettings
+from nmcp.model import settings
+
 CONFIG = Path(__file__).with_name("gunicorn.conf.py")
 APP = "hooks.app:create_app()"
 
@@ -36,11 +39,13 @@ def gunicorn_argv(bind: str | None, workers: int | None) -> list[str]:
     return [*argv, APP]
 
 
-@click.command()
+@click.command(epilog=settings.help_text(OperatorSettings))
 @click.option("--bind", callback=_bind, metavar="HOST:PORT",
-              help="Address to listen on. Default 0.0.0.0:8000 (env NMCP_OPERATOR_BIND).")
+              help=f"Address to listen on. Default {OperatorSettings.bind} "
+                   f"(env {settings.env_name(OperatorSettings, 'bind')}).")
 @click.option("--workers", type=click.IntRange(min=1), metavar="N",
-              help="gunicorn worker processes. Default: one per CPU, at least 2 (env NMCP_OPERATOR_WORKERS).")
+              help="gunicorn worker processes. Default: one per CPU, at least 2 "
+                   f"(env {settings.env_name(OperatorSettings, 'workers')}).")
 def operator(bind: str | None, workers: int | None) -> None:
     """Serve the MCPPool and MCPServer webhooks for Metacontroller.
 

@@ -75,6 +75,15 @@ def markdown(cls: type) -> str:
     return "\n".join(lines) + "\n"
 
 
+def help_text(cls: type) -> str:
+    """The settings of `cls` for a command's `--help` (click keeps `\\b` paragraphs as they are)."""
+    lines = ["\b", "Environment (read once at start-up; options above override):"]
+    for env, shown, meaning in rows(cls):
+        lines.append(f"  {env} [{shown.strip('()')}]")
+        lines.append(f"      {meaning.replace('`', '')}")
+    return "\n".join(lines)
+
+
 def _code(shown: str) -> str:
     return shown if shown.startswith("(") else f"`{shown}`"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from gateway.config import Config
 from hooks.settings import OperatorSettings
 from nmcp.model import settings
-from tests.support import ROOT
+from tests.support import ROOT, VENV_BIN
 
 PACKAGES = ("nmcp", "hooks", "gateway", "crds")
 SETTINGS_TABLES = {Path("nmcp/model/settings.py"), Path("gateway/config.py"), Path("hooks/settings.py")}
@@ -70,3 +71,11 @@ def test_every_setting_parses_its_own_default_back() -> None:
         defaults = table()
         written = settings.environment(table, **{f: getattr(defaults, f) for f in vars(defaults)})
         assert settings.from_env(table, written) == defaults
+
+
+@pytest.mark.parametrize(("command", "table"), [("operator", OperatorSettings), ("gateway", Config)])
+def test_help_lists_every_setting_with_its_default(command: str, table: type) -> None:
+    shown = subprocess.run([str(VENV_BIN / "nmcp"), command, "--help"], capture_output=True, text=True,
+                           check=True).stdout
+    for env, default, _meaning in settings.rows(table):
+        assert f"{env} [{default.strip('()')}]" in shown, f"nmcp {command} --help does not show {env}"
