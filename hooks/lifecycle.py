@@ -39,18 +39,10 @@ from nmcp.model.resources import (
     format_time,
     parse_time,
 )
+from nmcp.model.vocabulary import Kube, Phase, Reason
 
 RUNTIME_ANNOTATION = f"{GROUP}/runtime"
 RUNTIMES = ("kubernetes", "local")
-
-# Kubelet waiting reasons that mean "the image cannot be had" rather than "still creating".
-IMAGE_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
-# Waiting reasons of a container on its normal way up; every other waiting reason is a failure.
-NORMAL_WAITING = frozenset({"ContainerCreating", "PodInitializing"})
-
-# Phases (the CRD's enum).
-IDLE, REQUESTED, STARTING, READY, STOPPING, DEGRADED = "Idle", "Requested", "Starting", "Ready", "Stopping", "Degraded"
-PHASES = (IDLE, REQUESTED, STARTING, READY, STOPPING, DEGRADED)
 
 
 def runtime_of(controller: Mapping[str, Any] | None) -> str:
@@ -104,7 +96,7 @@ class PodView:
     @property
     def failed(self) -> bool:
         """Failed (or Succeeded): with restartPolicy Always its containers will not run again."""
-        return self.phase in ("Failed", "Succeeded")
+        return self.phase in (Kube.POD_FAILED, Kube.POD_SUCCEEDED)
 
     @property
     def starting(self) -> bool:
@@ -140,11 +132,11 @@ def read_pod(obj: Mapping[str, Any]) -> PodView:
     ready_at = unschedulable = None
     for raw in _list(status.get("conditions")):
         cond = _map(raw)
-        if cond.get("type") == "Ready" and cond.get("status") == "True":
+        if cond.get("type") == Kube.READY and cond.get("status") == "True":
             # A Ready condition without a time is still ready; fall back to the creation time.
             ready_at = parse_time(cond.get("lastTransitionTime")) or parse_time(meta.get("creationTimestamp"))
-        elif cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
-                and cond.get("reason") == "Unschedulable":
+        elif cond.get("type") == Kube.POD_SCHEDULED and cond.get("status") == "False" \
+                and cond.get("reason") == Kube.UNSCHEDULABLE:
             unschedulable = str(cond.get("message") or "no node can run it")
     statuses = [_map(c) for c in _list(status.get("containerStatuses"))]
     statuses.sort(key=lambda c: c.get("name") != "server")  # ours first
@@ -166,7 +158,7 @@ def read_pod(obj: Mapping[str, Any]) -> PodView:
         created_at=parse_time(meta.get("creationTimestamp")),
         ready_at=ready_at,
         terminating=bool(meta.get("deletionTimestamp")),
-        phase=str(status.get("phase") or "Pending"),
+        phase=str(status.get("phase") or Kube.POD_PENDING),
         waiting_reason=waiting_reason,
         waiting_message=waiting_message,
         restarts=restarts,
@@ -326,18 +318,19 @@ def _pod_failure(server: Server, pod: PodView, now: datetime) -> tuple[str, str]
     """(reason, message) when the Pod shows a problem an operator must act on."""
     waiting, detail = pod.waiting_reason, pod.waiting_message
     suffix = f": {detail}" if detail else ""
-    if waiting in IMAGE_FAILURES:
+    if waiting in Kube.IMAGE_FAILURES:
         image = server.image or "(none)"
-        return "ImagePullFailing", f"cannot pull image {image} ({waiting}){suffix}"
-    if waiting == "CrashLoopBackOff":
+        return Reason.IMAGE_PULL_FAILING, f"cannot pull image {image} ({waiting}){suffix}"
+    if waiting == Kube.CRASH_LOOP:
         code = f", last exit code {pod.last_exit_code}" if pod.last_exit_code is not None else ""
-        return "CrashLoopBackOff", f"the server keeps exiting (restarted {pod.restarts} times{code}){suffix}"
-    if waiting and waiting not in NORMAL_WAITING:
+        return Reason.CRASH_LOOP, f"the server keeps exiting (restarted {pod.restarts} times{code}){suffix}"
+    if waiting and waiting not in Kube.NORMAL_WAITING:
         return waiting, f"container server cannot start ({waiting}){suffix}"
     if pod.unschedulable_message is not None:
-        return "Unschedulable", f"Pod {pod.name} cannot be scheduled: {pod.unschedulable_message}"
+        return Reason.UNSCHEDULABLE, f"Pod {pod.name} cannot be scheduled: {pod.unschedulable_message}"
     if pod.starting and not within_start(server, pod, now):
-        return "StartTimeout", f"Pod {pod.name} was not ready within the start timeout of {server.start_timeout:g}s"
+        return Reason.START_TIMEOUT, \
+            f"Pod {pod.name} was not ready within the start timeout of {server.start_timeout:g}s"
     return None
 
 
@@ -346,25 +339,25 @@ def _stopping_reason(server: Server, pool: Pool | None, pod: PodView, *, pool_po
     """(reason, message) when the Pod is on its way out (or will be at the pool's next sync)."""
     pool_name = server.pool
     if server.deleting:
-        return "Deleting", f"the MCPServer is being deleted; stopping Pod {pod.name}"
+        return Reason.DELETING, f"the MCPServer is being deleted; stopping Pod {pod.name}"
     if server.demand.stopped_by_request:
-        return "StoppedByRequest", f"a stop was requested; stopping Pod {pod.name}"
+        return Reason.STOPPED_BY_REQUEST, f"a stop was requested; stopping Pod {pod.name}"
     deadline = idle_deadline(server, pool, pod)
     timed_out = not within_start(server, pod, now) and (deadline is None or now >= deadline)
     if timed_out:
         timeout = server.idle_timeout_in(pool)
-        return "IdleTimeout", f"no requests for the idle timeout of {timeout:g}s; stopping Pod {pod.name}"
+        return Reason.IDLE_TIMEOUT, f"no requests for the idle timeout of {timeout:g}s; stopping Pod {pod.name}"
     if outdated:
         if in_use(server, pool, now):
             return None  # replaced, not stopped: the verdict says Updating
-        return "SpecChanged", (f"the spec changed and no client holds a session; Pod {pod.name} stops and "
+        return Reason.SPEC_CHANGED, (f"the spec changed and no client holds a session; Pod {pod.name} stops and "
                                "the next request starts the new spec")
     if pod.terminating:
         # The pool evicts only while it runs more Pods than maxIdle; otherwise someone else
         # (a drain, a `kubectl delete pod`, the local runtime closing a connection) stops it.
         if pool is not None and pod.ready and server.demand.sessions == 0 and pool_pods > pool.max_idle:
-            return "Evicted", f"stopped by pool {pool_name}: more than maxIdle={pool.max_idle} idle servers"
-        return "PodTerminating", f"Pod {pod.name} is terminating"
+            return Reason.EVICTED, f"stopped by pool {pool_name}: more than maxIdle={pool.max_idle} idle servers"
+        return Reason.POD_TERMINATING, f"Pod {pod.name} is terminating"
     return None
 
 
@@ -378,65 +371,68 @@ def verdict(server: Server, pool: Pool | None, pod: PodView | None, *, pool_pods
     """
     pod_name = pod.name if pod else child_name(server.name)
     if pod is not None:
-        admitted = (True, "PodCreated", f"pool {server.pool} runs it in Pod {pod.name}")
+        admitted = (True, Reason.POD_CREATED, f"pool {server.pool} runs it in Pod {pod.name}")
     elif problems:
-        admitted = (False, "InvalidSpec", "the pool does not start a server whose spec is invalid")
+        admitted = (False, Reason.INVALID_SPEC, "the pool does not start a server whose spec is invalid")
     elif pool is None:
-        admitted = (False, "PoolNotFound", f"pool {server.pool!r} not found in namespace {server.namespace!r}")
+        admitted = (False, Reason.POOL_NOT_FOUND, f"pool {server.pool!r} not found in namespace {server.namespace!r}")
     elif pending(server, now, pool) and pool_pods >= pool.max_active:
-        admitted = (False, "WaitingForCapacity", f"pool {pool.name} has {pool_pods}/{pool.max_active} servers running")
+        admitted = (False, Reason.WAITING_FOR_CAPACITY,
+                    f"pool {pool.name} has {pool_pods}/{pool.max_active} servers running")
     elif pending(server, now, pool):
-        admitted = (False, "Scheduling", f"waiting for pool {pool.name} to create the Pod")
+        admitted = (False, Reason.SCHEDULING, f"waiting for pool {pool.name} to create the Pod")
     else:
-        admitted = (False, "NotRequested", "no client is waiting for it")
+        admitted = (False, Reason.NOT_REQUESTED, "no client is waiting for it")
 
     def result(phase: str, reason: str, message: str) -> Verdict:
         return Verdict(phase, reason, message, *admitted)
 
     if problems:
-        return result(DEGRADED, "InvalidSpec", "; ".join(f"{p.field}: {p.message}" for p in problems))
+        return result(Phase.DEGRADED, Reason.INVALID_SPEC, "; ".join(f"{p.field}: {p.message}" for p in problems))
     if pool is None:
-        return result(DEGRADED, "PoolNotFound", f"pool {server.pool!r} not found in namespace {server.namespace!r}")
+        return result(Phase.DEGRADED, Reason.POOL_NOT_FOUND,
+                      f"pool {server.pool!r} not found in namespace {server.namespace!r}")
     if pod is not None:
         if pod.failed:
             why = ": ".join(s for s in (pod.status_reason, pod.status_message) if s) or "its containers exited"
-            return result(DEGRADED, "PodFailed", f"Pod {pod.name} failed: {why}")
+            return result(Phase.DEGRADED, Reason.POD_FAILED, f"Pod {pod.name} failed: {why}")
         if pod.terminating or outdated or not keep_running(server, pool, pod, now):
             stopping = _stopping_reason(server, pool, pod, pool_pods=pool_pods, outdated=outdated, now=now)
             if stopping is not None:
-                return result(STOPPING, *stopping)
+                return result(Phase.STOPPING, *stopping)
         if outdated:
-            return result(STARTING, "Updating", f"Pod {pod.name} runs an earlier spec; it is being replaced")
+            return result(Phase.STARTING, Reason.UPDATING, f"Pod {pod.name} runs an earlier spec; it is being replaced")
         failure = _pod_failure(server, pod, now)
         if failure is not None:
-            return result(DEGRADED, *failure)
+            return result(Phase.DEGRADED, *failure)
         if pod.ready:
-            return result(READY, "Running", f"Pod {pod.name} is ready")
+            return result(Phase.READY, Reason.RUNNING, f"Pod {pod.name} is ready")
         if pod.waiting_reason:
-            return result(STARTING, pod.waiting_reason, f"Pod {pod.name}: container server {pod.waiting_reason}")
-        if pod.phase == "Pending":
-            return result(STARTING, "PodPending", f"Pod {pod.name} is pending")
-        return result(STARTING, "ContainersNotReady", f"Pod {pod.name} is running but not ready yet")
+            return result(Phase.STARTING, pod.waiting_reason, f"Pod {pod.name}: container server {pod.waiting_reason}")
+        if pod.phase == Kube.POD_PENDING:
+            return result(Phase.STARTING, Reason.POD_PENDING, f"Pod {pod.name} is pending")
+        return result(Phase.STARTING, Reason.CONTAINERS_NOT_READY, f"Pod {pod.name} is running but not ready yet")
     if server.deleting:
-        return result(IDLE, "Deleting", "the MCPServer is being deleted; no Pod is left")
+        return result(Phase.IDLE, Reason.DELETING, "the MCPServer is being deleted; no Pod is left")
     if pending(server, now, pool):
         if pool_pods >= pool.max_active:
-            return result(REQUESTED, "WaitingForCapacity",
+            return result(Phase.REQUESTED, Reason.WAITING_FOR_CAPACITY,
                           f"pool {pool.name} has {pool_pods}/{pool.max_active} servers running")
-        return result(REQUESTED, "Scheduling", f"waiting for pool {pool.name} to create Pod {pod_name}")
+        return result(Phase.REQUESTED, Reason.SCHEDULING, f"waiting for pool {pool.name} to create Pod {pod_name}")
     demand = server.demand
     if demand.stopped_by_request:
-        return result(IDLE, "StoppedByRequest", "stopped by request; the next request starts it again")
+        return result(Phase.IDLE, Reason.STOPPED_BY_REQUEST, "stopped by request; the next request starts it again")
     last = demand.last_demand
     if last is None:
-        return result(IDLE, "NeverRequested", "no client has requested it yet")
+        return result(Phase.IDLE, Reason.NEVER_REQUESTED, "no client has requested it yet")
     if unserved(server) and not request_answered(server) and demand.requested_at is not None:
-        return result(IDLE, "RequestExpired", f"requested at {format_time(demand.requested_at)} but not started "
-                                              f"within the start timeout of {server.start_timeout:g}s")
+        return result(Phase.IDLE, Reason.REQUEST_EXPIRED, f"requested at {format_time(demand.requested_at)} but "
+                      f"not started within the start timeout of {server.start_timeout:g}s")
     timeout = server.idle_timeout_in(pool)
     if now >= last + _seconds(timeout):
-        return result(IDLE, "IdleTimeout", f"no requests since {format_time(last)} (idle timeout {timeout:g}s)")
-    return result(IDLE, "Stopped", "not running; the next request starts it again")
+        return result(Phase.IDLE, Reason.IDLE_TIMEOUT,
+                      f"no requests since {format_time(last)} (idle timeout {timeout:g}s)")
+    return result(Phase.IDLE, Reason.STOPPED, "not running; the next request starts it again")
 
 
 def condition(type_: str, status: bool, reason: str, message: str, *, generation: int,

@@ -46,6 +46,7 @@ from nmcp.model.resources import (
     read_pool,
     read_server,
 )
+from nmcp.model.vocabulary import Condition, Phase, Reason
 
 
 def objects(groups: Any, kind: str) -> Iterator[Mapping[str, Any]]:
@@ -100,7 +101,8 @@ def _pool_status(pool: Pool, *, active: int, idle: int, waiting: int, stopped: i
     old = previous.get("conditions")
     full = active >= pool.max_active
     running = f"{active}/{pool.max_active} servers running"
-    capacity = (True, "PoolFull", f"{running}, {waiting} waiting") if full else (False, "HasCapacity", running)
+    capacity = (True, Reason.POOL_FULL, f"{running}, {waiting} waiting") if full \
+        else (False, Reason.HAS_CAPACITY, running)
     status: dict[str, Any] = {
         "active": active,
         "idle": idle,
@@ -112,8 +114,8 @@ def _pool_status(pool: Pool, *, active: int, idle: int, waiting: int, stopped: i
         status["answeredRequests"] = dict(sorted(answered.items()))
     return status | {
         "conditions": [
-            lifecycle.condition("Ready", *ready, generation=pool.generation, previous=old, now=now),
-            lifecycle.condition("AtCapacity", *capacity, generation=pool.generation, previous=old, now=now),
+            lifecycle.condition(Condition.READY, *ready, generation=pool.generation, previous=old, now=now),
+            lifecycle.condition(Condition.AT_CAPACITY, *capacity, generation=pool.generation, previous=old, now=now),
         ],
         "observedGeneration": pool.generation,
     }
@@ -172,7 +174,7 @@ def sync_pool(request: Mapping[str, Any], now: datetime) -> SyncResponse:
         left = len(pods) + services
         message = (f"the pool is being deleted; waiting for {len(pods)} Pods and {services} Services to go"
                    if left else "the pool is being deleted; nothing left")
-        ready = (False, "Deleting", message)
+        ready = (False, Reason.DELETING, message)
         with_pod = {pod.server_label for pod in pods}
         stopped = sum(1 for s in servers if label_value(s.name) not in with_pod)
         status = _pool_status(pool, active=len(pods), idle=0, waiting=0, stopped=stopped, servers=len(servers),
@@ -191,9 +193,9 @@ def sync_pool(request: Mapping[str, Any], now: datetime) -> SyncResponse:
     waiting = len(plan.waiting)
     if pool.problems:
         # Each problem says what is used instead (nmcp.model.resources.read_pool).
-        ready = (False, "InvalidSpec", "; ".join(f"{p.field}: {p.message}" for p in pool.problems))
+        ready = (False, Reason.INVALID_SPEC, "; ".join(f"{p.field}: {p.message}" for p in pool.problems))
     else:
-        ready = (True, "Reconciled", f"{plan.occupied}/{pool.max_active} servers running, {waiting} waiting")
+        ready = (True, Reason.RECONCILED, f"{plan.occupied}/{pool.max_active} servers running, {waiting} waiting")
     status = _pool_status(pool, active=plan.occupied, idle=len(plan.idle), waiting=waiting,
                           stopped=len(plan.stopped) + len(broken), servers=len(servers) + len(broken), ready=ready,
                           previous=previous, now=now,
@@ -227,9 +229,9 @@ def _server_status(server: Server, verdict: lifecycle.Verdict, pod: PodView | No
     status: dict[str, Any] = {
         "phase": verdict.phase,
         "conditions": [
-            lifecycle.condition("Ready", verdict.phase == lifecycle.READY, verdict.reason, verdict.message,
+            lifecycle.condition(Condition.READY, verdict.phase == Phase.READY, verdict.reason, verdict.message,
                                 generation=gen, previous=old, now=now),
-            lifecycle.condition("Admitted", verdict.admitted, verdict.admitted_reason, verdict.admitted_message,
+            lifecycle.condition(Condition.ADMITTED, verdict.admitted, verdict.admitted_reason, verdict.admitted_message,
                                 generation=gen, previous=old, now=now),
         ],
     }
