@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify
 
 from gateway.bridge import HANDSHAKE_VERSIONS, MODERN_VERSIONS
 from gateway.web import error_response, gateway
+from nmcp.model.vocabulary import Phase
 
 bp = Blueprint("probes", __name__)
 
@@ -47,7 +48,7 @@ def metrics() -> Response:
 
     states = gw.runtime.list_servers()
     family("nmcp_gateway_server_ready", "gauge", "1 when the server is Ready.",
-           [({"server": str(s.ref), "phase": s.phase}, 1.0 if s.phase == "Ready" else 0.0) for s in states])
+           [({"server": str(s.ref), "phase": s.phase}, 1.0 if s.phase == Phase.READY else 0.0) for s in states])
     family("nmcp_gateway_sessions", "gauge", "Open client sessions.",
            [({"server": str(s.ref)}, float(gw.hub.sessions_of(s.ref))) for s in states])
     bridges = list(gw.hub.bridges.values())
@@ -127,7 +128,7 @@ def openapi() -> Response:
             "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
         "Server": {"type": "object", "properties": {
             "name": {"type": "string"}, "namespace": {"type": "string"}, "pool": {"type": "string"},
-            "phase": {"type": "string", "enum": ["Idle", "Requested", "Starting", "Ready", "Stopping", "Degraded"]},
+            "phase": {"type": "string", "enum": list(Phase.ALL)},
             "reason": {"type": "string"}, "message": {"type": "string"},
             "transport": {"type": "object"}, "isolation": {"type": "string"}, "sessions": {"type": "integer"},
             "lastActiveAt": {"type": ["string", "null"]}, "upstream": {"type": "object"},

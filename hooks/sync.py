@@ -222,7 +222,7 @@ def customize_pool(request: Mapping[str, Any]) -> CustomizeResponse:
 # --- MCPServer ------------------------------------------------------------------------------------
 
 
-def _server_status(server: Server, verdict: lifecycle.Verdict, pod: PodView | None,
+def _server_status(server: Server, pool: Pool | None, verdict: lifecycle.Verdict, pod: PodView | None,
                    previous: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     old = previous.get("conditions")
     gen = server.generation
@@ -249,6 +249,10 @@ def _server_status(server: Server, verdict: lifecycle.Verdict, pod: PodView | No
     if stopped:
         status["stoppedAt"] = format_time(stopped)
     status["sessions"] = demand.sessions
+    if pool is not None:
+        # For the gateway, which reads servers but not pools: its activity writes and session
+        # expiry follow the pool's default too.
+        status["idleTimeout"] = f"{server.idle_timeout_in(pool):g}s"
     if pod is not None:
         status["podName"] = pod.name
     status["observedGeneration"] = gen
@@ -278,7 +282,7 @@ def sync_server(request: Mapping[str, Any], now: datetime) -> SyncResponse:
     verdict = lifecycle.verdict(server, pool, pod, pool_pods=pool.active if pool else 0, problems=problems,
                                 now=now, outdated=outdated)
     response: SyncResponse = {
-        "status": _server_status(server, verdict, pod, _previous_status(parent), now),
+        "status": _server_status(server, pool, verdict, pod, _previous_status(parent), now),
         "children": [],
     }
     if request.get("finalizing"):

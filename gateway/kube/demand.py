@@ -41,10 +41,9 @@ from nmcp.model.resources import (
     Demand,
     format_time_precise,
 )
+from nmcp.model.vocabulary import Phase
 
 log = logging.getLogger(__name__)
-
-RUNNING = ("Ready", "Starting")
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ def plan_write(phase: str, stored: Demand, wanted: Wanted, now: datetime, *, sin
     req = wanted.requested_at
     if req is not None and _newer(wanted.stop_requested_at, req):
         req = None  # a later stop supersedes the request
-    if req is not None and phase in RUNNING:
+    if req is not None and phase in Phase.RUNNING:
         # Running already: the request is activity, not a start.
         last = wanted.last_active_at
         wanted = replace(wanted, last_active_at=req if last is None or req > last else last)
@@ -108,7 +107,7 @@ def plan_write(phase: str, stored: Demand, wanted: Wanted, now: datetime, *, sin
     wanted = replace(wanted, requested_at=None)
 
     deferred: dict[str, str] = {}
-    if phase == "Ready" and _newer(wanted.last_active_at, stored.last_active_at):
+    if phase == Phase.READY and _newer(wanted.last_active_at, stored.last_active_at):
         deferred[ANN_LAST_ACTIVE_AT] = format_time_precise(wanted.last_active_at)  # type: ignore[arg-type]
     if wanted.sessions is not None and wanted.sessions != stored.sessions:
         deferred[ANN_SESSIONS] = str(wanted.sessions)

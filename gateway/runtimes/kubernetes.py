@@ -168,7 +168,7 @@ class KubernetesRuntime:
             return None
         server = read_server(obj)
         return Observed(phase=str((obj.get("status") or {}).get("phase") or "Idle"), demand=server.demand,
-                        idle_timeout=server.idle_timeout, start_timeout=server.start_timeout)
+                        idle_timeout=server.effective_idle_timeout, start_timeout=server.start_timeout)
 
     def _patch(self, ref: ServerRef, patch: dict[str, Any]) -> dict[str, Any]:
         return self.client.merge_patch(MCPSERVERS, ref.namespace, ref.name, patch)

@@ -209,6 +209,9 @@ class Server:
     # controller owns or observes (the Pod's answers-request annotation, the pool's status),
     # never from the other controller's status, which lags.
     answered_at: datetime | None = None
+    # The idle timeout in force as the server's hook last wrote it (`status.idleTimeout`: the
+    # spec's, else its pool's default), for readers that do not see the pool.
+    status_idle_timeout: float | None = None
 
     @property
     def key(self) -> str:
@@ -218,6 +221,14 @@ class Server:
         if self.idle_timeout is not None:
             return self.idle_timeout
         return pool.default_idle_timeout if pool else DEFAULT_IDLE_TIMEOUT
+
+    @property
+    def effective_idle_timeout(self) -> float:
+        """The idle timeout in force, for a reader without the pool (the gateway): the spec's, else
+        the pool's default as the hooks recorded it, else the CRD's default."""
+        if self.idle_timeout is not None:
+            return self.idle_timeout
+        return self.status_idle_timeout if self.status_idle_timeout is not None else DEFAULT_IDLE_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -366,6 +377,7 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
     resources, resource_problems = read_resources(spec.get("resources"), "spec.resources")
     problems.extend(resource_problems)
     annotations = meta.get("annotations") if isinstance(meta.get("annotations"), Mapping) else None
+    status = obj.get("status") if isinstance(obj.get("status"), Mapping) else {}
     return Server(
         name=str(meta.get("name", "")),
         namespace=str(meta.get("namespace") or default_namespace),
@@ -385,7 +397,18 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
         demand=Demand.from_annotations(annotations),
         deleting=bool(meta.get("deletionTimestamp")),
         problems=tuple(problems),
+        status_idle_timeout=_duration_or_none(status.get("idleTimeout")),
     )
+
+
+def _duration_or_none(value: Any) -> float | None:
+    """A duration someone else wrote (a status field): None when absent or unreadable."""
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return parse_duration(value)
+    except SpecError:
+        return None
 
 
 def _count(spec: Mapping[str, Any], name: str, default: int, problems: list[SpecError]) -> int:

@@ -185,3 +185,16 @@ def test_a_pod_carries_the_hash_of_its_spec() -> None:
     edited = new_pod(read_server(server("a", args=["--verbose"])), None)
     hashes = [p["metadata"]["annotations"]["nmcp.nwrx.io/spec-hash"] for p in (a, again, edited)]
     assert hashes[0] == hashes[1] != hashes[2]
+
+
+def test_the_pools_default_idle_timeout_reaches_readers_without_the_pool() -> None:
+    """The gateway reads servers, not pools: the hook records the idle timeout in force, so the
+    gateway's activity writes and session expiry follow a pool's defaultIdleTimeout too."""
+    inherits = server("time", idle=None, requested=-5)
+    inherits["spec"].pop("idleTimeout", None)
+    status = sync_server(server_request(inherits, pool(idle="20s")), NOW)["status"]
+    assert status["idleTimeout"] == "20s"
+    assert read_server({**inherits, "status": status}).effective_idle_timeout == 20.0
+    own = sync_server(server_request(server("time", idle="90s", requested=-5), pool(idle="20s")), NOW)["status"]
+    assert own["idleTimeout"] == "90s"
+    assert read_server(inherits).effective_idle_timeout == 300.0  # never synced: the CRD's default
