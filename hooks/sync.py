@@ -222,7 +222,7 @@ def customize_pool(request: Mapping[str, Any]) -> CustomizeResponse:
 # --- MCPServer ------------------------------------------------------------------------------------
 
 
-def _server_status(server: Server, pool: Pool | None, verdict: lifecycle.Verdict, pod: PodView | None,
+def _server_status(server: Server, pool: Pool | None, verdict: lifecycle.Verdict, pod: PodView | None, *,
                    previous: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     old = previous.get("conditions")
     gen = server.generation
@@ -282,7 +282,7 @@ def sync_server(request: Mapping[str, Any], now: datetime) -> SyncResponse:
     verdict = lifecycle.verdict(server, pool, pod, pool_pods=pool.active if pool else 0, problems=problems,
                                 now=now, outdated=outdated)
     response: SyncResponse = {
-        "status": _server_status(server, pool, verdict, pod, _previous_status(parent), now),
+        "status": _server_status(server, pool, verdict, pod, previous=_previous_status(parent), now=now),
         "children": [],
     }
     if request.get("finalizing"):
