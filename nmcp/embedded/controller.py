@@ -36,7 +36,13 @@ TYPE_KEYS = {
 }
 
 
-def _controller(name: str, parent: str, children: Sequence[str]) -> dict[str, Any]:
+# Metacontroller re-syncs every parent this often even when nothing changed (controllers.yaml).
+RESYNC_PERIOD = 300
+
+
+def _controller(name: str, parent: str, children: Mapping[str, str]) -> dict[str, Any]:
+    """A CompositeController as metacontroller/controllers.yaml declares it (`children`: resource ->
+    update method), its hooks called in-process; tests/up checks the two stay the same."""
     hook = {"version": "v2", "webhook": {"url": "in-process"}}
     return {
         "apiVersion": "metacontroller.k8s.io/v1alpha1",
@@ -44,16 +50,19 @@ def _controller(name: str, parent: str, children: Sequence[str]) -> dict[str, An
         "metadata": {"name": name, "annotations": {RUNTIME_ANNOTATION: "local"}},
         "spec": {
             "generateSelector": True,
+            "resyncPeriodSeconds": RESYNC_PERIOD,
             "parentResource": {"apiVersion": API_VERSION, "resource": parent},
-            "childResources": [{"apiVersion": "v1", "resource": c} for c in children],
+            "childResources": [{"apiVersion": "v1", "resource": resource, "updateStrategy": {"method": method}}
+                               for resource, method in children.items()],
             "hooks": {"sync": hook, "finalize": hook, "customize": hook},
         },
     }
 
 
-# The same two controllers as metacontroller/controllers.yaml, marked as the local runtime.
-POOL_CONTROLLER = _controller("nmcp-mcppool", "mcppools", ["pods", "services"])
-SERVER_CONTROLLER = _controller("nmcp-mcpserver", "mcpservers", [])
+# The same two controllers as metacontroller/controllers.yaml, marked as the local runtime. Pods
+# are replaced (`plan_pods`), Services updated in place (`Reconciler`).
+POOL_CONTROLLER = _controller("nmcp-mcppool", "mcppools", {"pods": "Recreate", "services": "InPlace"})
+SERVER_CONTROLLER = _controller("nmcp-mcpserver", "mcpservers", {})
 POOL_CHILD_TYPES = (PODS, SERVICES)
 
 
