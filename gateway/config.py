@@ -74,6 +74,10 @@ class Config:
     allowed_origins: tuple[str, ...] = setting(
         "NMCP_ALLOWED_ORIGINS", (), "browser Origins allowed besides localhost ones, comma-separated; `*` "
         "allows any. Checked on the MCP endpoints and on every state-changing request", s.names)
+    allowed_hosts: tuple[str, ...] = setting(
+        "NMCP_ALLOWED_HOSTS", (), "names clients may reach the gateway by (the `Host` header) besides IP "
+        "addresses and, when bound to loopback, `localhost`; comma-separated, `.example.com` for a whole "
+        "domain, `*` for any. Others get 403 on every endpoint", s.names)
     max_body: int = setting(
         "NMCP_MAX_BODY", 32 * 1024 * 1024, "largest request body in bytes (a 16 MB MCP message and its JSON "
         "escaping pass); a larger one gets 413 before it is read", s.count)

@@ -21,6 +21,7 @@ import gevent.socket
 from flask import Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from gateway import hosts
 from gateway.bridge import CLOSED, Hub
 from gateway.config import Config
 from gateway.jsonrpc import Problem, RequestId, dumps
@@ -109,8 +110,10 @@ def read_body() -> bytes:
 
 
 def guard_request() -> Response | None:
-    """Before every view: a state-changing request only from an allowed Origin (403), a body no
-    larger than NMCP_MAX_BODY (413, answered before a byte of it is read)."""
+    """Before every view: an allowed Host (403, see gateway.hosts), a state-changing request only
+    from an allowed Origin (403), a body no larger than NMCP_MAX_BODY (413, answered before a byte
+    of it is read)."""
+    check_host()
     if request.method in UNSAFE_METHODS:
         check_origin()
     length = request.content_length
@@ -134,6 +137,15 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
         return False
     host = urlsplit(origin).hostname or ""
     return host in LOCAL_HOSTS
+
+
+def check_host() -> None:
+    """403 for a Host that is not the gateway's (a DNS-rebound name), on every endpoint."""
+    config = gateway().config
+    host = request.headers.get("Host")
+    if not hosts.host_allowed(host, config.allowed_hosts, loopback=hosts.is_loopback(config.bind)):
+        raise ApiError(403, "host_not_allowed",
+                       f"Host {host!r} is not allowed; add its name to NMCP_ALLOWED_HOSTS to allow it")
 
 
 def check_origin() -> None:
