@@ -38,14 +38,12 @@ from gateway.runtime import (
 )
 from nmcp.model.naming import child_name
 from nmcp.model.resources import LABEL_SERVER, Demand, Server, parse_time, read_server
+from nmcp.model.vocabulary import Phase, Reason, status_of
 
 log = logging.getLogger(__name__)
 
 CONTAINER = "server"  # the container the hooks put in every server Pod
 ALL_NAMESPACES = "*"
-RUNNING = ("Ready", "Starting")
-# Conditions that waiting cannot fix: fail a waiting client at once.
-PERMANENT_REASONS = frozenset({"InvalidSpec", "PoolNotFound"})
 
 
 @dataclass(frozen=True)
@@ -66,22 +64,14 @@ class KubeSettings:
                    sync_timeout=config.kube_sync_timeout)
 
 
-def ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    for cond in (obj.get("status") or {}).get("conditions") or ():
-        if isinstance(cond, Mapping) and cond.get("type") == "Ready":
-            return cond
-    return {}
-
-
 def state_of(obj: Mapping[str, Any]) -> ServerState:
     """The REST API's view of one MCPServer object."""
     server = read_server(obj)
     status = obj.get("status") or {}
-    cond = ready_condition(obj)
+    shown = status_of(obj)
     extra = {k: status[k] for k in ("podName", "requestedAt", "startedAt", "stoppedAt") if status.get(k)}
-    return ServerState(server=server, phase=str(status.get("phase") or "Idle"), reason=str(cond.get("reason") or ""),
-                       message=str(cond.get("message") or ""), sessions=server.demand.sessions,
-                       last_active_at=server.demand.last_active_at, extra=extra)
+    return ServerState(server=server, phase=shown.phase, reason=shown.reason, message=shown.message,
+                       sessions=server.demand.sessions, last_active_at=server.demand.last_active_at, extra=extra)
 
 
 def degraded_is_final(state: ServerState, latest_request: datetime | None) -> bool:
@@ -90,7 +80,7 @@ def degraded_is_final(state: ServerState, latest_request: datetime | None) -> bo
     The hook copies the requested-at annotation into `status.requestedAt` (to the second): once
     that covers the latest request, the hook has judged it and still says Degraded.
     """
-    if state.reason in PERMANENT_REASONS:
+    if state.reason in Reason.PERMANENT:
         return True
     seen = parse_time(state.extra.get("requestedAt"))
     return seen is not None and latest_request is not None and seen >= latest_request.replace(microsecond=0)
@@ -99,13 +89,13 @@ def degraded_is_final(state: ServerState, latest_request: datetime | None) -> bo
 def start_failure(state: ServerState | None, ref: ServerRef, timeout: float) -> StartFailed:
     """Why a waiting client gives up, in the words of the server's Ready condition."""
     if state is None:
-        return StartFailed(f"{ref} was deleted while starting", reason="Deleted")
-    if state.phase == "Degraded":
-        return StartFailed(f"{ref} is Degraded: {state.message or state.reason}", reason=state.reason or "Degraded")
-    if state.reason == "WaitingForCapacity":
-        return StartFailed(f"{ref} did not start within {timeout:g}s: {state.message}", reason="PoolFull")
+        return StartFailed(f"{ref} was deleted while starting", reason=Reason.DELETING)
+    if state.phase == Phase.DEGRADED:
+        return StartFailed(f"{ref} is Degraded: {state.message or state.reason}", reason=state.reason)
+    if state.reason == Reason.WAITING_FOR_CAPACITY:
+        return StartFailed(f"{ref} did not start within {timeout:g}s: {state.message}", reason=state.reason)
     detail = f" ({state.phase}: {state.message})" if state.message else f" (phase {state.phase})"
-    return StartFailed(f"{ref} was not Ready within {timeout:g}s{detail}", reason="StartTimeout")
+    return StartFailed(f"{ref} was not Ready within {timeout:g}s{detail}", reason=Reason.START_TIMEOUT)
 
 
 def _is_protocol_line(line: str) -> bool:
@@ -158,7 +148,7 @@ class KubernetesRuntime:
         ref = ServerRef(str(meta.get("namespace", "")), str(meta.get("name", "")))
         self.writer.changed(ref)
         phase = (obj.get("status") or {}).get("phase")
-        if kind == "DELETED" or phase not in RUNNING:
+        if kind == "DELETED" or phase not in Phase.RUNNING:
             with self._lock:  # a stopped server's lost attach is expected, not a failure
                 self._attach_failures.pop(ref, None)
 
@@ -167,7 +157,7 @@ class KubernetesRuntime:
         if obj is None:
             return None
         server = read_server(obj)
-        return Observed(phase=str((obj.get("status") or {}).get("phase") or "Idle"), demand=server.demand,
+        return Observed(phase=status_of(obj).phase, demand=server.demand,
                         idle_timeout=server.effective_idle_timeout, start_timeout=server.start_timeout)
 
     def _patch(self, ref: ServerRef, patch: dict[str, Any]) -> dict[str, Any]:
@@ -230,12 +220,13 @@ class KubernetesRuntime:
             if obj is None:
                 return ("gone", None)
             state = state_of(obj)
-            if state.phase == "Ready":
+            if state.phase == Phase.READY:
                 return ("ready", state)
             demand = self._demand(ref, obj)
-            if state.phase == "Degraded" and degraded_is_final(state, demand.requested_at):
+            if state.phase == Phase.DEGRADED and degraded_is_final(state, demand.requested_at):
                 return ("failed", state)
-            if state.phase in ("Idle", "Stopping", "Degraded") and self.store.generation != last_request_generation:
+            stopped = state.phase in (Phase.IDLE, Phase.STOPPING, Phase.DEGRADED)
+            if stopped and self.store.generation != last_request_generation:
                 fresh = state.server.start_timeout
                 if not request_honoured(demand, datetime.now(UTC), fresh * 0.75):
                     last_request_generation = self.store.generation
@@ -270,14 +261,14 @@ class KubernetesRuntime:
                 pod = self.client.get(PODS, ref.namespace, name)
             except NotFound as err:
                 raise StartFailed(f"{ref} is {state.phase} but its Pod {name} does not exist",
-                                  reason="PodMissing") from err
+                                  reason=Reason.POD_MISSING) from err
         return pod
 
     def connect(self, ref: ServerRef, session: str | None = None) -> StdioConnection | HttpEndpoint:
         state = self.get(ref)
         server = state.server
-        if state.phase != "Ready":
-            raise StartFailed(f"{ref} is {state.phase}, not Ready", reason="NotRunning")
+        if state.phase != Phase.READY:
+            raise StartFailed(f"{ref} is {state.phase}, not Ready", reason=Reason.NOT_RUNNING)
         if server.transport.is_http:
             host = f"{child_name(server.name)}.{server.namespace}.svc"
             return HttpEndpoint(url=f"http://{host}:{server.transport.port}{server.transport.path or ''}",
@@ -302,7 +293,7 @@ class KubernetesRuntime:
             with self._lock:
                 self._attaches.pop(id(conn), None)
                 obj = self._object(ref)
-                if obj is not None and (obj.get("status") or {}).get("phase") in RUNNING:
+                if obj is not None and status_of(obj).phase in Phase.RUNNING:
                     self._attach_failures[ref] = f"attach to Pod {ref.namespace}/{name} ended: {reason}"
             self.store.notify()
 
@@ -313,7 +304,8 @@ class KubernetesRuntime:
         except KubeError:
             raise
         except Exception as err:
-            raise StartFailed(f"cannot attach to Pod {ref.namespace}/{name}: {err}", reason="AttachFailed") from err
+            raise StartFailed(f"cannot attach to Pod {ref.namespace}/{name}: {err}",
+                              reason=Reason.ATTACH_FAILED) from err
         with self._lock:
             self._attaches[id(conn)] = (ref, conn)
             self._attach_failures.pop(ref, None)

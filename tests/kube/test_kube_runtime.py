@@ -246,7 +246,7 @@ def test_wait_ready_times_out_naming_a_full_pool(kube: KubeAPI, ns: str, make_ru
     runtime.request(ref)
     with pytest.raises(StartFailed) as err:
         runtime.wait_ready(ref, 1.0)
-    assert err.value.reason == "PoolFull"
+    assert err.value.reason == "WaitingForCapacity"  # the same word as under nmcp up
     assert "5/5" in err.value.message
 
 

@@ -48,8 +48,9 @@ import yaml
 from gateway.kube.client import MCPSERVERS, Access, KubeClient, Resource
 from gateway.kube.config import from_kubeconfig
 from gateway.runtime import ServerNotFound, ServerRef
-from gateway.runtimes.kubernetes import KubernetesRuntime, KubeSettings, ready_condition
+from gateway.runtimes.kubernetes import KubernetesRuntime, KubeSettings
 from nmcp.model.resources import API_VERSION
+from nmcp.model.vocabulary import condition_of
 from tests.metacontroller.kubelet import Kubelet
 from tests.metacontroller.watching import resource_version, watch
 from tests.support import ROOT, VENV_BIN, free_port, stop, wait_for, wait_http
@@ -297,7 +298,7 @@ def sample_of(obj: Mapping[str, Any], deleted: bool = False) -> Sample:
     observed = status.get("observedGeneration")
     return Sample(at=time.monotonic(), rv=resource_version(obj), name=str(meta.get("name")),
                   generation=int(meta.get("generation") or 0), phase=status.get("phase"),
-                  reason=str(ready_condition(obj).get("reason") or ""),
+                  reason=str(condition_of(obj).get("reason") or ""),
                   observed_generation=int(observed) if observed is not None else None,
                   pod_name=status.get("podName"), deleted=deleted)
 
