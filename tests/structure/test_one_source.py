@@ -16,10 +16,11 @@ import pytest
 
 from gateway.config import Config
 from hooks.settings import OperatorSettings
-from nmcp.model import settings
+from nmcp.model import settings, vocabulary
 from tests.support import ROOT, VENV_BIN
 
 PACKAGES = ("nmcp", "hooks", "gateway", "crds")
+VOCABULARY = Path("nmcp/model/vocabulary.py")
 SETTINGS_TABLES = {Path("nmcp/model/settings.py"), Path("gateway/config.py"), Path("hooks/settings.py")}
 VARIABLE = re.compile(r"NMCP_[A-Z0-9_]+$")
 PREFIX = re.compile(r"NMCP_[A-Z0-9_]*$")  # the start of a name built in an f-string
@@ -79,3 +80,21 @@ def test_help_lists_every_setting_with_its_default(command: str, table: type) ->
                            check=True).stdout
     for env, default, _meaning in settings.rows(table):
         assert f"{env} [{default.strip('()')}]" in shown, f"nmcp {command} --help does not show {env}"
+
+
+def vocabulary_strings(tree: ast.Module, words: frozenset[str]) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in words:
+            yield node.lineno, node.value
+
+
+def test_phases_and_reasons_are_typed_only_in_the_vocabulary() -> None:
+    words = vocabulary.words()
+    found = [f"{path}:{line}: {word!r}" for path, tree in sources() if path != VOCABULARY
+             for line, word in vocabulary_strings(tree, words)]
+    assert not found, "use the constants of nmcp/model/vocabulary.py:\n" + "\n".join(found)
+
+
+def test_the_vocabulary_check_sees_a_typed_reason() -> None:
+    tree = ast.parse('phase = "Ready"\nreason = Reason.IDLE_TIMEOUT\nlog("Ready now")\nraise E(reason="PoolFull")\n')
+    assert [line for line, _ in vocabulary_strings(tree, vocabulary.words())] == [1, 4]
