@@ -20,8 +20,8 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from gateway import api, probes, sse, streamable
-from gateway.bridge import Hub, SessionLimitReached
 from gateway.config import Config
+from gateway.hub import Hub, SessionLimitReached
 from gateway.runtime import RuntimeError_
 from gateway.runtimes import create_runtime
 from gateway.upstreams.http import UpstreamSettings

@@ -13,21 +13,11 @@ error at once, and the next request starts the server again (`runtime.request`, 
 renewed. A session that goes away leaves nothing behind: its requests in flight are cancelled
 upstream, server requests waiting on it are answered with an error, its subscriptions dropped.
 
-A `Session` is the client side: where the transports (SSE, Streamable HTTP) collect what to
-send to one client. Messages that belong to one request go to that request's stream when it
-has one (a Streamable HTTP POST answered with SSE); the rest go to the session's main stream.
-
-A 2026-07-28 (stateless) request is a session of one request. What the server asks of the
-client meanwhile (sampling, elicitation, roots) becomes that request's answer, an
-`InputRequiredResult` whose `requestState` names the session, which waits (parked) for the
-client's retry carrying the input; a `subscriptions/listen` request is a session that only
-receives the change notifications it asked for.
-
-`Hub` holds every session and bridge of the gateway process (workers = 1: sessions live here).
-It holds them within limits (gateway.limits): at most `max_sessions` per server, a new one beyond
-that refused with the time until one expires (`SessionLimitReached`), and a Streamable HTTP
-session nobody uses closed after its server's session timeout. A client message larger than a
-server may be sent (`max_message`) never reaches it: its sender gets an error.
+A 2026-07-28 (stateless) request is a session of one request (gateway.protocol.stateless):
+what the server asks of the client meanwhile becomes that request's answer, and the client's
+retry carrying the input is `resume()`d here; a `subscriptions/listen` request is a session that
+only receives the change notifications it asked for. A client message larger than a server may
+be sent (`max_message`) never reaches it: its sender gets an error.
 """
 
 from __future__ import annotations
@@ -35,149 +25,46 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import gevent
 import gevent.event
 import gevent.lock
-import gevent.queue
 
-from gateway import jsonrpc, limits, routing
-from gateway.routing import Message, RequestId
+from gateway import routing
+from gateway.protocol import stateless
+from gateway.protocol.jsonrpc import (
+    CONNECTION_CLOSED,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    Message,
+    RequestId,
+    clean,
+    error,
+    kind,
+    result,
+)
+from gateway.protocol.versions import (
+    GATEWAY_INFO,
+    HANDSHAKE_VERSIONS,
+    UPSTREAM_CAPABILITIES,
+    UPSTREAM_PROTOCOL_VERSION,
+    client_capabilities,
+)
 from gateway.runtime import HttpEndpoint, Runtime, RuntimeError_, ServerRef, StartFailed, StdioConnection
-from gateway.upstreams.stdio import MessageTooLarge, Upstream
+from gateway.session import Session, next_seq
+from gateway.upstreams.port import MessageTooLarge, Upstream
+from gateway.upstreams.stdio import StdioUpstream
 
 log = logging.getLogger(__name__)
 
-GATEWAY_INFO = {"name": "nmcp-gateway", "version": "0.1.0"}
-# The revision the gateway speaks to upstream servers, and the ones it accepts from clients.
-UPSTREAM_PROTOCOL_VERSION = "2025-11-25"
-HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
-MODERN_VERSIONS = ("2026-07-28",)
-UPSTREAM_CAPABILITIES = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": True}}
-PARKED_TIMEOUT = 300.0  # how long a 2026 request asking for input waits for the client's retry
-MAIN_BACKLOG = 1000  # messages kept for a Streamable HTTP session while its GET stream is not open
 INTERNAL_TIMEOUT = 30.0  # how long the answer to a request of the gateway's own is waited for
-
-_seq = itertools.count(1)
-
-
-def new_session_id() -> str:
-    return secrets.token_urlsafe(24)
-
-
-class Closed:
-    """The end marker put on a stream's queue."""
-
-
-class SessionLimitReached(Exception):
-    """A server holds as many client sessions as it may; one may expire in `retry_after` seconds."""
-
-    def __init__(self, ref: ServerRef, limit: int, retry_after: int) -> None:
-        super().__init__(f"the server {ref} holds {limit} client sessions, its limit (NMCP_MAX_SESSIONS); "
-                         f"retry in {retry_after}s, or end unused sessions (DELETE)")
-        self.ref = ref
-        self.limit = limit
-        self.retry_after = retry_after
-
-
-CLOSED = Closed()
-
-
-class Session:
-    """One client session: its negotiated state and the queues its transport drains."""
-
-    def __init__(self, session_id: str, ref: ServerRef, transport: str) -> None:
-        self.id = session_id
-        self.ref = ref
-        self.transport = transport  # sse, streamable-http, stateless
-        self.capabilities: frozenset[str] = frozenset()
-        self.protocol_version = ""
-        self.modern_method = ""  # the one request of a stateless (2026-07-28) session
-        self.modern_request_id: RequestId | None = None  # ... and its id (changes when the client retries)
-        # Server-to-client requests handed to a stateless client as an InputRequiredResult, by the
-        # key they have there; the session waits (parked) for the client's retry that answers them.
-        self.awaiting_input: dict[str, RequestId] = {}
-        self.unsent_input: list[Message] = []  # arrived while parked: go out with the next round
-        self.listen_filter: dict[str, Any] | None = None  # a `subscriptions/listen` stream: what it honors
-        self.client_info: dict[str, Any] = {}
-        self.closed = False
-        self.last_active = next(_seq)
-        self.touched_at = time.monotonic()
-        self.main: gevent.queue.Queue = gevent.queue.Queue()
-        self.main_attached = False  # a GET stream (or the SSE stream) is draining `main`
-        self.streams: dict[RequestId, gevent.queue.Queue] = {}
-        self.bridge: Bridge | None = None
-
-    def view(self) -> routing.SessionView:
-        return routing.SessionView(self.id, self.capabilities, self.last_active)
-
-    def touch(self) -> None:
-        self.last_active = next(_seq)
-        self.touched_at = time.monotonic()
-
-    def open_stream(self, request_id: RequestId) -> gevent.queue.Queue:
-        """A queue for everything that belongs to one request, until `close_stream`."""
-        queue: gevent.queue.Queue = gevent.queue.Queue()
-        self.streams[request_id] = queue
-        return queue
-
-    def close_stream(self, request_id: RequestId) -> None:
-        self.streams.pop(request_id, None)
-
-    def deliver(self, message: Message, related: RequestId | None = None) -> None:
-        if self.closed:
-            return
-        if self.transport == "stateless":
-            what = routing.kind(message)
-            if what == "notification" and message["method"] in routing.LISTEN_METHODS:
-                # 2026-07-28: change notifications ride `subscriptions/listen` streams only.
-                if self.listen_filter is None or not routing.listen_admits(self.listen_filter, message):
-                    return
-                message, related = routing.stamp_subscription(message, self.modern_request_id), \
-                    self.modern_request_id
-            elif what == "response":
-                message = routing.modern_response(self.modern_method, message)
-            elif what == "request":  # 2026-07-28 has no server-to-client requests: ask for input instead
-                if self.modern_request_id not in self.streams:
-                    self.unsent_input.append(message)  # the client is between two rounds
-                    return
-                key = f"input-{len(self.awaiting_input) + 1}"
-                self.awaiting_input[key] = message["id"]
-                message, related = routing.input_required(self.modern_request_id, key, message, self.id), \
-                    self.modern_request_id
-            elif what == "notification" and message.get("method") == "notifications/cancelled":
-                return  # what it cancels never reached the client as a request
-        stream = self.streams.get(related) if related is not None else None
-        if stream is not None:
-            stream.put(message)
-            return
-        if self.transport != "sse" and routing.kind(message) == "response":
-            # Streamable HTTP: a response goes only on its request's stream; that is gone.
-            log.debug("session %s: dropped the response to %r, its stream is closed", self.id, message.get("id"))
-            return
-        if self.transport == "streamable-http" and not self.main_attached and self.main.qsize() >= MAIN_BACKLOG:
-            self.main.get_nowait()  # nobody listens: keep the newest messages only
-        self.main.put(message)
-
-    def cancelled(self, request_id: RequestId) -> None:
-        """The client cancelled a request: end the stream still waiting for its answer.
-
-        The error answer goes nowhere (the client no longer waits for that id); it only closes the
-        request's Streamable HTTP response. The SSE transport has no such stream: nothing is sent.
-        """
-        if self.transport == "streamable-http" and request_id in self.streams:
-            self.deliver(routing.error(request_id, routing.REQUEST_CANCELLED, "cancelled by the client"), request_id)
-
-    def end(self) -> None:
-        """Wake every stream of this session with the end marker."""
-        self.closed = True
-        self.main.put(CLOSED)
-        for queue in list(self.streams.values()):
-            queue.put(CLOSED)
+# A request is activity the runtime's idle timeout counts from; telling it once a second is
+# enough for a timeout counted in minutes, and spares every call the bookkeeping.
+TOUCH_INTERVAL = 1.0
 
 
 class Bridge:
@@ -206,13 +93,13 @@ class Bridge:
         self._internal: dict[RequestId, gevent.event.AsyncResult] = {}
         self._start_lock = gevent.lock.RLock()
         self._log_level: str | None = None
+        self._touched_at = 0.0  # when the runtime last heard of activity (monotonic)
 
     # -- the table route() reads ---------------------------------------------------------------
     def table(self) -> routing.Table:
         return routing.Table(
-            sessions={sid: s.view() for sid, s in self.sessions.items()},
-            pending=self.pending, server_requests=self.server_requests, subscriptions=self.subscriptions,
-            internal=bool(self._internal),
+            sessions=self.sessions, pending=self.pending, server_requests=self.server_requests,
+            subscriptions=self.subscriptions, internal=bool(self._internal),
         )
 
     @property
@@ -238,7 +125,7 @@ class Bridge:
         for request_id, owner in list(self.server_requests.items()):
             if owner == session.id:
                 del self.server_requests[request_id]
-                self._send(up, routing.error(request_id, routing.INTERNAL_ERROR, "the client session ended"))
+                self._send(up, error(request_id, INTERNAL_ERROR, "the client session ended"))
         for uri, subscribers in list(self.subscriptions.items()):
             if session.id in subscribers:
                 rest = subscribers - {session.id}
@@ -252,6 +139,7 @@ class Bridge:
         self._touch_runtime()
 
     def _touch_runtime(self) -> None:
+        self._touched_at = time.monotonic()
         sessions = self.count_sessions() if self.count_sessions is not None else len(self.sessions)
         try:
             self.runtime.touch(self.ref, sessions)
@@ -262,7 +150,7 @@ class Bridge:
     def handle(self, session: Session, message: Message) -> None:
         """One message from a client session. May block (the greenlet) while the server starts."""
         session.touch()
-        what = routing.kind(message)
+        what = kind(message)
         if what == "request":
             self._client_request(session, message)
         elif what == "notification":
@@ -270,29 +158,30 @@ class Bridge:
         elif what == "response":
             self._client_response(session, message)
         else:  # the transports validate first (gateway.jsonrpc): this is a bug, still answered
-            session.deliver(routing.error(None, jsonrpc.INVALID_REQUEST, "not a JSON-RPC 2.0 message"))
+            session.deliver(error(None, INVALID_REQUEST, "not a JSON-RPC 2.0 message"))
 
     def _client_request(self, session: Session, message: Message) -> None:
         method = message["method"]
         request_id = message["id"]
         params = message.get("params") if isinstance(message.get("params"), dict) else {}
         if method == "ping":
-            session.deliver(routing.result(request_id, {}), request_id)
+            session.deliver(result(request_id, {}), request_id)
             return
         try:
             up = self.ensure_upstream()
         except RuntimeError_ as err:
-            session.deliver(routing.error(request_id, routing.INTERNAL_ERROR, str(err),
+            session.deliver(error(request_id, INTERNAL_ERROR, str(err),
                                           {"code": err.code, "reason": err.reason}), request_id)
             return
         if method == "initialize":
-            session.deliver(routing.result(request_id, self.initialize_result(session, params)), request_id)
+            session.deliver(result(request_id, self.initialize_result(session, params)), request_id)
             return
         if method == "server/discover":
             # Only a 2026-07-28 (stateless) request may discover; on a handshake-era transport
             # the error makes an auto-negotiating client fall back to initialize.
-            answer = routing.result(request_id, self.discover_result()) if session.transport == "stateless" \
-                else routing.error(request_id, routing.METHOD_NOT_FOUND, "server/discover needs the 2026-07-28 "
+            answer = result(request_id, stateless.discover_result(self.init_result)) \
+                if session.transport == "stateless" \
+                else error(request_id, METHOD_NOT_FOUND, "server/discover needs the 2026-07-28 "
                                    "Streamable HTTP transport; use initialize on this one")
             session.deliver(answer, request_id)
             return
@@ -306,21 +195,22 @@ class Bridge:
             self._log_level = params.get("level") if isinstance(params.get("level"), str) else None
         upstream_id = next(self._ids)
         out, token = routing.upstream_request(message, upstream_id)
-        self.pending[upstream_id] = routing.Pending(session.id, request_id, method, next(_seq), token)
-        self._touch_runtime()
+        self.pending[upstream_id] = routing.Pending(session.id, request_id, method, next_seq(), token)
+        if time.monotonic() - self._touched_at >= TOUCH_INTERVAL:
+            self._touch_runtime()
         try:
             up.send(out)
         except ConnectionError as err:
             self.pending.pop(upstream_id, None)
-            session.deliver(routing.error(request_id, routing.CONNECTION_CLOSED, f"{self.ref}: {err}"), request_id)
+            session.deliver(error(request_id, CONNECTION_CLOSED, f"{self.ref}: {err}"), request_id)
         except MessageTooLarge as err:
             self.pending.pop(upstream_id, None)
-            session.deliver(routing.error(request_id, jsonrpc.INVALID_REQUEST, f"Invalid Request: {err}", {
+            session.deliver(error(request_id, INVALID_REQUEST, f"Invalid Request: {err}", {
                 "code": "message_too_large", "size": err.size, "limit": err.limit}), request_id)
         except Exception as err:  # whatever failed, the request is not left in flight without an answer
             self.pending.pop(upstream_id, None)
             log.exception("%s: sending %s upstream failed", self.ref, method)
-            session.deliver(routing.error(request_id, routing.INTERNAL_ERROR,
+            session.deliver(error(request_id, INTERNAL_ERROR,
                                           f"the gateway could not send the request: {type(err).__name__}"),
                             request_id)
 
@@ -331,8 +221,9 @@ class Bridge:
     def _listen(self, session: Session, request_id: RequestId, params: dict[str, Any]) -> None:
         """Open a 2026-07-28 `subscriptions/listen` stream: acknowledge what the server can send."""
         assert self.init_result is not None
-        honored = routing.listen_filter(params.get("notifications"), self.init_result.get("capabilities"))
-        session.listen_filter = honored
+        assert session.stateless is not None
+        honored = stateless.listen_filter(params.get("notifications"), self.init_result.get("capabilities"))
+        session.stateless.listen = honored
         session.capabilities = frozenset()  # a listen stream cannot answer server requests
         up = self._upstream if self.running else None
         for uri in honored.get("resourceSubscriptions", []):
@@ -340,35 +231,29 @@ class Bridge:
             self.subscriptions[uri] = subscribers | {session.id}
             if not subscribers:
                 self._internal_request(up, "resources/subscribe", {"uri": uri})
-        ack = {"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
-               "params": {"notifications": honored}}
-        session.deliver(routing.stamp_subscription(ack, request_id), request_id)
+        session.deliver(stateless.listen_ack(honored, request_id), request_id)
 
     def resume(self, session: Session, message: Message) -> None:
         """A stateless client's retry carrying `inputResponses`: answer the server's requests with them.
 
         The original request is still in flight upstream; from now on it answers this retry's id.
         """
+        assert session.stateless is not None
         session.touch()
         request_id = message["id"]
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
-        responses = params.get("inputResponses") if isinstance(params.get("inputResponses"), dict) else {}
-        session.modern_request_id = request_id
+        answers = session.stateless.answers(message)
         for upstream_id, pending in list(self.pending.items()):
             if pending.session == session.id:
                 self.pending[upstream_id] = dataclasses.replace(pending, client_id=request_id)
         up = self._upstream if self.running else None
-        for key, server_request_id in list(session.awaiting_input.items()):
-            self.server_requests.pop(server_request_id, None)
-            answer = responses.get(key)
-            self._send(up, routing.result(server_request_id, answer) if isinstance(answer, dict) else
-                       routing.error(server_request_id, routing.INVALID_PARAMS, f"the client sent no input for {key}"))
-        session.awaiting_input.clear()
+        for answer in answers:
+            self.server_requests.pop(answer["id"], None)
+            self._send(up, answer)
         if not any(p.session == session.id for p in self.pending.values()):
-            session.deliver(routing.error(request_id, routing.CONNECTION_CLOSED,
+            session.deliver(error(request_id, CONNECTION_CLOSED,
                                           f"the server {self.ref} exited before answering"), request_id)
             return
-        unsent, session.unsent_input = session.unsent_input, []
+        unsent, session.stateless.unsent_input = session.stateless.unsent_input, []
         for server_request in unsent:
             session.deliver(server_request, request_id)
 
@@ -378,13 +263,13 @@ class Bridge:
         if method == "resources/subscribe":
             self.subscriptions[uri] = subscribers | {session.id}
             if subscribers:
-                session.deliver(routing.result(request_id, {}), request_id)
+                session.deliver(result(request_id, {}), request_id)
                 return True
             return False
         rest = subscribers - {session.id}
         if rest:
             self.subscriptions[uri] = rest
-            session.deliver(routing.result(request_id, {}), request_id)
+            session.deliver(result(request_id, {}), request_id)
             return True
         self.subscriptions.pop(uri, None)
         return False
@@ -399,10 +284,10 @@ class Bridge:
             for upstream_id, pending in list(self.pending.items()):
                 if pending.session == session.id and pending.client_id == params.get("requestId"):
                     del self.pending[upstream_id]
-                    self._send(up, {**jsonrpc.clean(message), "params": {**params, "requestId": upstream_id}})
+                    self._send(up, {**clean(message), "params": {**params, "requestId": upstream_id}})
                     session.cancelled(pending.client_id)
             return
-        self._send(up, jsonrpc.clean(message))
+        self._send(up, clean(message))
 
     def _client_response(self, session: Session, message: Message) -> None:
         request_id = message["id"]
@@ -410,7 +295,7 @@ class Bridge:
             log.debug("%s: session %s answered unknown server request %r", self.ref, session.id, request_id)
             return
         del self.server_requests[request_id]
-        self._send(self._upstream if self.running else None, jsonrpc.clean(message))
+        self._send(self._upstream if self.running else None, clean(message))
 
     def _send(self, up: Upstream | None, message: Message) -> None:
         """Send what needs no answer; a response too large for the server becomes an error
@@ -423,12 +308,12 @@ class Bridge:
             log.info("%s: could not send %s upstream: %s", self.ref, message.get("method", "a response"), err)
         except MessageTooLarge as err:
             log.warning("%s: did not send %s upstream: %s", self.ref, message.get("method", "a response"), err)
-            if routing.kind(message) == "response":
-                self._send(up, routing.error(message["id"], routing.INTERNAL_ERROR, f"the client's answer: {err}"))
+            if kind(message) == "response":
+                self._send(up, error(message["id"], INTERNAL_ERROR, f"the client's answer: {err}"))
 
     # -- server -> client ------------------------------------------------------------------------
     def _on_upstream(self, message: Message) -> None:
-        if routing.kind(message) == "response" and message["id"] in self._internal:
+        if kind(message) == "response" and message["id"] in self._internal:
             self._internal.pop(message["id"]).set(message)
             return
         decision = routing.route(message, self.table())
@@ -454,12 +339,12 @@ class Bridge:
         for pending in self.pending.values():
             session = self.sessions.get(pending.session)
             if session is not None:
-                session.deliver(routing.error(pending.client_id, routing.CONNECTION_CLOSED,
+                session.deliver(error(pending.client_id, CONNECTION_CLOSED,
                                               f"the server {self.ref} exited before answering"), pending.client_id)
         self.pending.clear()
         self.server_requests.clear()
-        for result in self._internal.values():
-            result.set_exception(ConnectionError(f"{self.ref}: the server exited"))
+        for waiter in self._internal.values():
+            waiter.set_exception(ConnectionError(f"{self.ref}: the server exited"))
         self._internal.clear()
 
     # -- the upstream ----------------------------------------------------------------------------
@@ -503,8 +388,7 @@ class Bridge:
         state = self.runtime.wait_ready(self.ref, self.start_timeout)
         timeout = state.server.start_timeout or self.start_timeout
         target = self.runtime.connect(self.ref, self.session_key)
-        conn = self._connection(target)
-        up = Upstream(str(self.ref), conn, self._on_upstream, self._on_upstream_closed, self.max_message)
+        up = self._open(target)
         self._upstream = up
         try:
             answer = self._call(up, "initialize", {
@@ -527,12 +411,13 @@ class Bridge:
         log.info("%s: upstream initialized (%s)", self.ref, self.init_result.get("serverInfo"))
         return up
 
-    def _connection(self, target: StdioConnection | HttpEndpoint) -> StdioConnection:
+    def _open(self, target: StdioConnection | HttpEndpoint) -> Upstream:
         if isinstance(target, HttpEndpoint):
             from gateway.upstreams.http import open_http_upstream  # noqa: PLC0415 - only HTTP servers need it
 
-            return open_http_upstream(target, self.http_settings)
-        return target
+            return open_http_upstream(target, self.http_settings, self._on_upstream, self._on_upstream_closed,
+                                      self.max_message)
+        return StdioUpstream(str(self.ref), target, self._on_upstream, self._on_upstream_closed, self.max_message)
 
     def _last_log(self) -> str:
         try:
@@ -584,152 +469,6 @@ class Bridge:
         version = asked if asked in HANDSHAKE_VERSIONS else self.init_result.get("protocolVersion",
                                                                                  UPSTREAM_PROTOCOL_VERSION)
         session.protocol_version = str(version)
-        session.capabilities = routing.client_capabilities(params.get("capabilities"))
+        session.capabilities = client_capabilities(params.get("capabilities"))
         session.client_info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
         return {**self.init_result, "protocolVersion": version}
-
-    def discover_result(self) -> dict[str, Any]:
-        """`server/discover` (2026-07-28) answered from the upstream's initialize result."""
-        assert self.init_result is not None
-        out: dict[str, Any] = {
-            "supportedVersions": list(MODERN_VERSIONS),
-            "capabilities": self.init_result.get("capabilities", {}),
-            "resultType": "complete", "ttlMs": 0, "cacheScope": "private",
-        }
-        if self.init_result.get("instructions"):
-            out["instructions"] = self.init_result["instructions"]
-        if isinstance(self.init_result.get("serverInfo"), dict):
-            out["_meta"] = {"io.modelcontextprotocol/serverInfo": self.init_result["serverInfo"]}
-        return out
-
-
-def expirable(session: Session) -> bool:
-    """A Streamable HTTP session with no stream open: only its client's next request shows it is
-    still wanted. (An SSE session ends with its stream; a stateless one with its request.)"""
-    return session.transport == "streamable-http" and not session.main_attached and not session.streams
-
-
-class Hub:
-    """Every client session and bridge of this gateway process."""
-
-    def __init__(self, runtime: Runtime, start_timeout: float = 120.0, http_settings: Any = None, *,
-                 max_sessions: int = 1000, session_timeout: float | None = None,
-                 max_message: int | None = None) -> None:
-        self.runtime = runtime
-        self.start_timeout = start_timeout
-        self.http_settings = http_settings
-        self.max_sessions = max_sessions  # per server
-        self.configured_timeout = session_timeout  # None: each server's own (limits.session_timeout_for)
-        self.max_message = max_message
-        self.sessions: dict[str, Session] = {}
-        self._by_server: dict[ServerRef, dict[str, Session]] = {}  # the same sessions, by server
-        self.bridges: dict[tuple[ServerRef, str | None], Bridge] = {}
-        self.parked: dict[str, Session] = {}  # stateless sessions waiting for a retry, by requestState
-
-    def open(self, ref: ServerRef, transport: str, isolation: str = "shared") -> Session:
-        """A new session on the server's bridge (its own bridge under `isolation: session`).
-
-        SessionLimitReached when the server holds `max_sessions` (stateless requests are not
-        sessions that stay: they do not count).
-        """
-        if transport != "stateless":
-            self._admit(ref)
-        session = Session(new_session_id(), ref, transport)
-        isolated = isolation == "session" and getattr(self.runtime, "isolates_sessions", False)
-        key = (ref, session.id if isolated else None)
-        bridge = self.bridges.get(key)
-        if bridge is None:
-            bridge = Bridge(self.runtime, ref, session_key=key[1], start_timeout=self.start_timeout,
-                            http_settings=self.http_settings, max_message=self.max_message,
-                            count_sessions=lambda: sum(len(b.sessions) for b in self.bridges_of(ref)))
-            self.bridges[key] = bridge
-        bridge.attach(session)
-        if transport != "stateless":
-            self.sessions[session.id] = session
-            self._by_server.setdefault(ref, {})[session.id] = session
-        return session
-
-    def _admit(self, ref: ServerRef) -> None:
-        held = self._by_server.get(ref, {})
-        if len(held) < self.max_sessions:
-            return
-        timeout = self.session_timeout(ref)
-        now = time.monotonic()
-        self._close_stale([s for s in held.values() if expirable(s)], timeout, now)  # what is due goes first
-        idle_for = [now - s.touched_at for s in held.values() if expirable(s)]
-        admission = limits.admit_session(len(held), self.max_sessions, idle_for, timeout)
-        if not admission.admitted:
-            raise SessionLimitReached(ref, self.max_sessions, admission.retry_after)
-
-    def session_timeout(self, ref: ServerRef) -> float:
-        """Seconds an unused session of this server lives."""
-        try:
-            idle = self.runtime.get(ref).server.idle_timeout
-        except RuntimeError_:
-            idle = None  # the server went away: its sessions get the default
-        return limits.session_timeout_for(self.configured_timeout, idle)
-
-    def get(self, session_id: str) -> Session | None:
-        return self.sessions.get(session_id)
-
-    def park(self, session: Session) -> None:
-        """Keep a stateless session whose request waits for the client's input (requestState = its id)."""
-        self.parked[session.id] = session
-
-    def unpark(self, request_state: str) -> Session | None:
-        return self.parked.pop(request_state, None)
-
-    def close(self, session: Session) -> None:
-        """End a session: wake its streams, detach it from its bridge."""
-        self.sessions.pop(session.id, None)
-        held = self._by_server.get(session.ref)
-        if held is not None:
-            held.pop(session.id, None)
-            if not held:
-                del self._by_server[session.ref]
-        self.parked.pop(session.id, None)
-        session.end()
-        bridge = session.bridge
-        if bridge is not None:
-            bridge.detach(session)
-            if bridge.session_key is not None:
-                self.bridges.pop((bridge.ref, bridge.session_key), None)
-
-    def expire(self) -> int:
-        """Close the Streamable HTTP sessions nobody used for their server's session timeout and
-        that hold no stream, and parked requests whose client never came back."""
-        now = time.monotonic()
-        closed = 0
-        for ref, held in list(self._by_server.items()):
-            closed += self._close_stale([s for s in held.values() if expirable(s)], self.session_timeout(ref), now)
-        return closed + self._close_stale(list(self.parked.values()), PARKED_TIMEOUT, now)
-
-    def _close_stale(self, candidates: list[Session], timeout: float, now: float) -> int:
-        stale = [s for s in candidates if now - s.touched_at > timeout]
-        for session in stale:
-            log.info("session %s on %s expired after %.0fs unused", session.id, session.ref, now - session.touched_at)
-            self.close(session)
-        return len(stale)
-
-    def bridges_of(self, ref: ServerRef) -> Iterator[Bridge]:
-        return (b for (r, _), b in list(self.bridges.items()) if r == ref)
-
-    def sessions_of(self, ref: ServerRef) -> int:
-        return len(self._by_server.get(ref, {}))
-
-    def heartbeat(self) -> int:
-        """Record activity for servers with calls in flight; returns how many were touched.
-
-        The idle timeout counts from the last activity, and a call that is still running is
-        activity: without this a tool call longer than `idleTimeout` would lose its server.
-        """
-        busy = [b for b in list(self.bridges.values()) if b.pending]
-        for bridge in busy:
-            bridge._touch_runtime()
-        return len(busy)
-
-    def shutdown(self) -> None:
-        for session in list(self.sessions.values()):
-            self.close(session)
-        for bridge in list(self.bridges.values()):
-            bridge.close()

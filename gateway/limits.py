@@ -6,7 +6,7 @@
 * Open files: every connection is a file descriptor, so the process's soft limit must exceed
   `worker_connections`; the worker raises it where the system allows and says so when it cannot.
 
-The gateway's greenlets carry these decisions out (gateway.bridge, gateway.worker).
+The gateway's greenlets carry these decisions out (gateway.hub, gateway.worker).
 """
 
 from __future__ import annotations

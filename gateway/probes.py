@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from gateway.bridge import HANDSHAKE_VERSIONS, MODERN_VERSIONS
+from gateway.protocol.versions import SERVED_VERSIONS
 from gateway.web import error_response, gateway
 from nmcp.model.vocabulary import Phase
 
@@ -137,6 +137,6 @@ def openapi() -> Response:
     return jsonify({
         "openapi": "3.1.0",
         "info": {"title": "nmcp gateway", "version": "v1",
-                 "description": "MCP protocol revisions served: " + ", ".join((*HANDSHAKE_VERSIONS, *MODERN_VERSIONS))},
+                 "description": "MCP protocol revisions served: " + ", ".join(SERVED_VERSIONS)},
         "paths": paths, "components": {"schemas": schemas},
     })

@@ -22,23 +22,12 @@ Nothing here does I/O: `route()` returns a `Decision` and the bridge carries it 
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-# The message grammar (kind, error, the JSON-RPC error codes) is gateway.jsonrpc's; re-exported here
-# for the bridge and the transports, which route.
-from gateway.jsonrpc import INVALID_PARAMS, Message, RequestId, clean, error, kind
-
-# MCP error codes the gateway itself produces.
-METHOD_NOT_FOUND = -32601
-HEADER_MISMATCH = -32020  # 2026-07-28: a routing header disagrees with the body
-UNSUPPORTED_PROTOCOL_VERSION = -32022
-INTERNAL_ERROR = -32603
-CONNECTION_CLOSED = -32000
-REQUEST_CANCELLED = -32800
+from gateway.protocol.jsonrpc import METHOD_NOT_FOUND, Message, RequestId, clean, error, kind, result
+from gateway.protocol.stateless import strip_meta
 
 # The client capability each server-to-client request needs.
 CAPABILITY_FOR = {
@@ -46,14 +35,6 @@ CAPABILITY_FOR = {
     "elicitation/create": "elicitation",
     "roots/list": "roots",
 }
-
-# Keys of `_meta` the 2026-07-28 revision reserves for per-request negotiation: the gateway
-# answers those itself and never passes them to an upstream that negotiated with `initialize`.
-MODERN_META_PREFIX = "io.modelcontextprotocol/"
-
-
-def result(request_id: RequestId, value: Mapping[str, Any]) -> Message:
-    return {"jsonrpc": "2.0", "id": request_id, "result": dict(value)}
 
 
 @dataclass(frozen=True)
@@ -67,11 +48,17 @@ class Pending:
     progress_token: RequestId | None = None  # the client's own token, if it asked for progress
 
 
-@dataclass(frozen=True)
-class SessionView:
-    id: str
-    capabilities: frozenset[str]  # sampling, elicitation, roots
-    last_active: int  # a sequence number, higher is more recent
+class SessionView(Protocol):
+    """What routing reads of a client session (the bridge's sessions are read in place)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def capabilities(self) -> frozenset[str]: ...  # sampling, elicitation, roots
+
+    @property
+    def last_active(self) -> int: ...  # a sequence number, higher is more recent
 
 
 @dataclass(frozen=True)
@@ -191,141 +178,13 @@ def _route_notification(message: Message, table: Table) -> Decision:
     return Decision(deliveries=tuple(Delivery(s, message) for s in sorted(table.sessions)))
 
 
-# Results the 2026-07-28 revision makes cacheable: they must carry ttlMs and cacheScope.
-CACHEABLE_METHODS = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list",
-                               "resources/read", "server/discover"})
-
-
-def modern_response(method: str, message: Message) -> Message:
-    """A response from a handshake-era server in the 2026-07-28 wire shape.
-
-    Adds `resultType: complete`, and for cacheable results `ttlMs: 0` and `cacheScope: private`
-    (nothing may be cached: the server said nothing about it), unless the server set them.
-    """
-    value = message.get("result")
-    if not isinstance(value, dict):
-        return message
-    defaults: dict[str, Any] = {"resultType": "complete"}
-    if method in CACHEABLE_METHODS:
-        defaults |= {"ttlMs": 0, "cacheScope": "private"}
-    return {**message, "result": {**defaults, **value}}
-
-
-def input_required(request_id: RequestId | None, key: str, server_request: Message, state: str) -> Message:
-    """A server-to-client request turned into the 2026-07-28 answer that asks the client for input.
-
-    The client fulfils `inputRequests` and retries its request with `inputResponses` (same keys)
-    and `requestState` echoed, which names the parked request in the gateway.
-    """
-    embedded = {"method": server_request["method"], "params": server_request.get("params") or {}}
-    return result(request_id if request_id is not None else "", {
-        "resultType": "input_required", "inputRequests": {key: embedded}, "requestState": state})
-
-
-# 2026-07-28: the change notifications a `subscriptions/listen` stream carries (and nothing else does).
-LISTEN_METHODS = {
-    "notifications/tools/list_changed": "toolsListChanged",
-    "notifications/prompts/list_changed": "promptsListChanged",
-    "notifications/resources/list_changed": "resourcesListChanged",
-    "notifications/resources/updated": "resourceSubscriptions",
-}
-SUBSCRIPTION_ID_KEY = f"{MODERN_META_PREFIX}subscriptionId"
-
-
-def listen_filter(requested: Any, capabilities: Any) -> dict[str, Any]:
-    """The part of a `subscriptions/listen` filter the upstream server can honor."""
-    requested = requested if isinstance(requested, dict) else {}
-    capabilities = capabilities if isinstance(capabilities, dict) else {}
-    honored: dict[str, Any] = {}
-    for key, capability in (("toolsListChanged", "tools"), ("promptsListChanged", "prompts"),
-                            ("resourcesListChanged", "resources")):
-        declared = capabilities.get(capability)
-        if requested.get(key) is True and isinstance(declared, dict) and declared.get("listChanged"):
-            honored[key] = True
-    resources = capabilities.get("resources")
-    uris = requested.get("resourceSubscriptions")
-    if isinstance(uris, list) and uris and isinstance(resources, dict) and resources.get("subscribe"):
-        honored["resourceSubscriptions"] = [u for u in uris if isinstance(u, str)]
-    return honored
-
-
-def listen_admits(honored: Mapping[str, Any], message: Message) -> bool:
-    key = LISTEN_METHODS.get(str(message.get("method")))
-    if key == "resourceSubscriptions":
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
-        return params.get("uri") in honored.get(key, [])
-    return key is not None and honored.get(key) is True
-
-
-def stamp_subscription(message: Message, subscription_id: RequestId | None) -> Message:
-    """A listen-stream frame with the `subscriptionId` (the listen request's id) in its `_meta`."""
-    params = message.get("params") if isinstance(message.get("params"), dict) else {}
-    meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
-    return {**message, "params": {**params, "_meta": {**meta, SUBSCRIPTION_ID_KEY: subscription_id}}}
-
-
-# The params key each 2026-07-28 method mirrors in the `Mcp-Name` header.
-NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
-
-
-def decode_header_value(value: str | None) -> str | None:
-    """An `Mcp-Name` / `Mcp-Param-*` value: verbatim, or UTF-8 inside `=?base64?...?=`."""
-    if value is None or not (value.startswith("=?base64?") and value.endswith("?=")):
-        return value
-    payload = value[len("=?base64?"):-2]
-    try:
-        decoded = base64.b64decode(payload, validate=True)
-        return decoded.decode() if base64.b64encode(decoded).decode() == payload else None
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-
-
-def modern_rejection(message: Message, headers: Mapping[str, str], supported: tuple[str, ...]) -> Message | None:
-    """Why a 2026-07-28 request is invalid (a JSON-RPC error), or None when it is fine.
-
-    The per-request envelope (`_meta` protocol version and client capabilities) must be there,
-    the routing headers must agree with the body (an intermediary routes on them), and the
-    version must be one we serve. `headers` has lower-case names.
-    """
-    request_id = message.get("id")
-    params = message.get("params")
-    meta = params.get("_meta") if isinstance(params, dict) else None
-    version_key, capabilities_key = f"{MODERN_META_PREFIX}protocolVersion", f"{MODERN_META_PREFIX}clientCapabilities"
-    if not isinstance(meta, dict) or version_key not in meta or capabilities_key not in meta:
-        return error(request_id, INVALID_PARAMS, f"params._meta must carry {version_key!r} and {capabilities_key!r}")
-    version = meta[version_key]
-    if headers.get("mcp-protocol-version") != version:
-        return error(request_id, HEADER_MISMATCH, "MCP-Protocol-Version does not match params._meta")
-    if headers.get("mcp-method") != message.get("method"):
-        return error(request_id, HEADER_MISMATCH, "Mcp-Method does not match the request's method")
-    name_key = NAME_PARAM.get(str(message.get("method")))
-    if name_key is not None and isinstance(params, dict) and params.get(name_key) is not None \
-            and decode_header_value(headers.get("mcp-name")) != params[name_key]:
-        return error(request_id, HEADER_MISMATCH, f"Mcp-Name does not match params.{name_key}")
-    if version not in supported:
-        return error(request_id, UNSUPPORTED_PROTOCOL_VERSION, f"unsupported protocol version {version!r}",
-                     {"supported": list(supported), "requested": version})
-    return None
-
-
-def strip_modern_meta(params: Any) -> Any:
-    """Request params without the 2026 per-request negotiation keys in `_meta`."""
-    if not isinstance(params, dict) or not isinstance(params.get("_meta"), dict):
-        return params
-    meta = {k: v for k, v in params["_meta"].items() if not k.startswith(MODERN_META_PREFIX)}
-    out = {k: v for k, v in params.items() if k != "_meta"}
-    if meta:
-        out["_meta"] = meta
-    return out
-
-
 def upstream_request(message: Message, upstream_id: int) -> tuple[Message, RequestId | None]:
     """A client request as sent upstream: new id, progress token replaced by that id, nothing but
     the members JSON-RPC defines.
 
     Returns it with the client's own progress token (None when it asked for no progress).
     """
-    params = strip_modern_meta(message.get("params"))
+    params = strip_meta(message.get("params"))
     token = None
     if isinstance(params, dict) and isinstance(params.get("_meta"), dict) and "progressToken" in params["_meta"]:
         token = params["_meta"]["progressToken"]
@@ -336,10 +195,3 @@ def upstream_request(message: Message, upstream_id: int) -> tuple[Message, Reque
     else:
         out["params"] = params
     return out, token
-
-
-def client_capabilities(declared: Any) -> frozenset[str]:
-    """Which routable capabilities a client's `capabilities` object declares."""
-    if not isinstance(declared, dict):
-        return frozenset()
-    return frozenset(name for name in ("sampling", "elicitation", "roots") if isinstance(declared.get(name), dict))

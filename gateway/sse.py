@@ -19,7 +19,7 @@ import gevent
 import gevent.queue
 from flask import Blueprint, Response, request
 
-from gateway import jsonrpc
+from gateway.protocol import jsonrpc
 from gateway.web import (
     GONE,
     SSE_HEADERS,

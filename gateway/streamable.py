@@ -30,7 +30,6 @@ answer could not be told from the other's).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -39,9 +38,18 @@ import gevent
 import gevent.queue
 from flask import Blueprint, Response, jsonify, request
 
-from gateway import jsonrpc, routing
-from gateway.bridge import CLOSED, HANDSHAKE_VERSIONS, MODERN_VERSIONS, Hub, Session
-from gateway.jsonrpc import INVALID_REQUEST
+from gateway.hub import Hub
+from gateway.protocol import jsonrpc, stateless
+from gateway.protocol.jsonrpc import CONNECTION_CLOSED, INVALID_PARAMS, INVALID_REQUEST
+from gateway.protocol.stateless import StatelessRequest
+from gateway.protocol.versions import (
+    MODERN_VERSIONS,
+    SERVED_VERSIONS,
+    SESSION_HEADER,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    VERSION_HEADER,
+)
+from gateway.session import CLOSED, Session
 from gateway.web import (
     GONE,
     KEEPALIVE,
@@ -61,27 +69,14 @@ from gateway.web import (
 
 log = logging.getLogger(__name__)
 bp = Blueprint("streamable", __name__)
-SESSION_HEADER = "Mcp-Session-Id"
-VERSION_HEADER = "MCP-Protocol-Version"
-
-
-def _modern_version(message: Any) -> str | None:
-    """The 2026 protocol version a request declares, in its header or its `_meta`."""
-    header = request.headers.get(VERSION_HEADER)
-    if header in MODERN_VERSIONS:
-        return header
-    params = message.get("params") if isinstance(message, dict) else None
-    meta = params.get("_meta") if isinstance(params, dict) else None
-    declared = meta.get(f"{routing.MODERN_META_PREFIX}protocolVersion") if isinstance(meta, dict) else None
-    return declared if declared in MODERN_VERSIONS else None
 
 
 def _bad_version() -> Response | None:
     version = request.headers.get(VERSION_HEADER)
-    if version is None or version in HANDSHAKE_VERSIONS or version in MODERN_VERSIONS:
+    if version is None or version in SERVED_VERSIONS:
         return None
-    supported = [*HANDSHAKE_VERSIONS, *MODERN_VERSIONS]
-    body = routing.error(None, routing.UNSUPPORTED_PROTOCOL_VERSION,
+    supported = list(SERVED_VERSIONS)
+    body = jsonrpc.error(None, UNSUPPORTED_PROTOCOL_VERSION,
                          f"Bad Request: unsupported MCP-Protocol-Version {version!r}; "
                          f"supported: {', '.join(supported)}",
                          {"code": "unsupported_protocol_version", "supported": supported, "requested": version})
@@ -122,12 +117,12 @@ def post(name: str, namespace: str | None = None) -> Response:
     malformed = malformed or jsonrpc.validate(message)
     if malformed is not None:
         return problem_response(malformed)
-    what = routing.kind(message)
+    what = jsonrpc.kind(message)
     gw.metrics.inc("nmcp_gateway_messages_total", transport="streamable-http", server=str(ref))
 
     new_session = False
     if session is None:
-        modern = _modern_version(message)
+        modern = stateless.declared_version(request.headers.get(VERSION_HEADER), message)
         if what == "request" and message["method"] == "initialize" and modern is None:
             isolation = gw.runtime.get(ref).server.isolation
             session = gw.hub.open(ref, "streamable-http", isolation)
@@ -136,8 +131,7 @@ def post(name: str, namespace: str | None = None) -> Response:
         elif modern is not None:
             if what != "request":
                 return Response(status=202)  # 2026 defines no client notifications over HTTP
-            rejection = routing.modern_rejection(message, {k.lower(): v for k, v in request.headers.items()},
-                                                 MODERN_VERSIONS)
+            rejection = stateless.rejection(message, {k.lower(): v for k, v in request.headers.items()})
             if rejection is not None:
                 response = jsonify(rejection)
                 response.status_code = 400
@@ -149,13 +143,13 @@ def post(name: str, namespace: str | None = None) -> Response:
                     gw.hub.park(session)  # not this server's: leave it for the right retry
                     session = None
                 if session is None:
-                    response = jsonify(routing.error(message["id"], routing.INVALID_PARAMS,
+                    response = jsonify(jsonrpc.error(message["id"], INVALID_PARAMS,
                                                      "unknown or expired requestState; send the request anew"))
                     response.status_code = 400
                     return response
                 return _answer(session, message, new_session=False, resume=True)
             session = gw.hub.open(ref, "stateless", gw.runtime.get(ref).server.isolation)
-            _adopt_modern(session, message, modern)
+            session.adopt(StatelessRequest.adopt(message, modern, session.id))
         else:
             return rpc_error_response(400, INVALID_REQUEST,
                                       f"Bad Request: no {SESSION_HEADER} header; send initialize first",
@@ -166,16 +160,6 @@ def post(name: str, namespace: str | None = None) -> Response:
         bridge.handle(session, message)
         return Response(status=202)
     return _answer(session, message, new_session)
-
-
-def _adopt_modern(session: Session, message: dict[str, Any], version: str) -> None:
-    session.protocol_version = version
-    session.modern_method = str(message.get("method"))
-    params = message.get("params") if isinstance(message.get("params"), dict) else {}
-    meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
-    session.modern_request_id = message["id"]
-    # What the client can answer (sampling, elicitation, roots) comes back as InputRequiredResult.
-    session.capabilities = routing.client_capabilities(meta.get(f"{routing.MODERN_META_PREFIX}clientCapabilities"))
 
 
 def _answer(session: Session, message: dict[str, Any], new_session: bool, resume: bool = False) -> Response:
@@ -198,7 +182,12 @@ def _answer(session: Session, message: dict[str, Any], new_session: bool, resume
                                   request_id)
     queue = session.open_stream(request_id)
     watcher = watch_disconnect(request.environ, lambda: queue.put(GONE))
-    gevent.spawn(bridge.resume if resume else bridge.handle, session, message)  # may wait for a cold start
+    if resume:
+        gevent.spawn(bridge.resume, session, message)
+    elif bridge.running:
+        bridge.handle(session, message)  # sent upstream at once: its answer lands on `queue`
+    else:
+        gevent.spawn(bridge.handle, session, message)  # waits for the cold start, the client for the answer
     window = gw.config.keepalive if can_json else 0.0
     first: Any = None
     try:
@@ -208,7 +197,7 @@ def _answer(session: Session, message: dict[str, Any], new_session: bool, resume
             except gevent.queue.Empty:
                 first = None
                 break
-            if first is GONE or first is CLOSED or routing.kind(first) == "response" or can_stream:
+            if first is GONE or first is CLOSED or jsonrpc.kind(first) == "response" or can_stream:
                 break
             session.main.put(first)
     except BaseException:
@@ -219,9 +208,9 @@ def _answer(session: Session, message: dict[str, Any], new_session: bool, resume
         _finish(session, request_id, False, hub)
         if first is GONE:
             return Response(status=204)  # nobody is listening
-        ended = routing.error(request_id, routing.CONNECTION_CLOSED, "the session ended before the answer came")
-        return Response(json.dumps(ended), content_type="application/json")
-    if first is not None and routing.kind(first) == "response" and can_json:
+        ended = jsonrpc.error(request_id, CONNECTION_CLOSED, "the session ended before the answer came")
+        return Response(jsonrpc.dumps(ended), content_type="application/json")
+    if first is not None and jsonrpc.kind(first) == "response" and can_json:
         stop(watcher)
         _finish(session, request_id, True, hub)
         return _json(session, first, new_session)
@@ -255,7 +244,7 @@ def _stream(session: Session, request_id: Any, queue: gevent.queue.Queue, first:
                 return
             if message is not None:
                 yield sse_event(message)
-                if routing.kind(message) == "response":
+                if jsonrpc.kind(message) == "response":
                     answered = True
                     if new_session and "error" in message:
                         hub.close(session)  # initialize failed: the session it named is void
@@ -273,7 +262,7 @@ def _stream(session: Session, request_id: Any, queue: gevent.queue.Queue, first:
 def _finish(session: Session, request_id: Any, answered: bool, hub: Hub) -> None:
     """The request's stream is over; a stateless request ends its session (cancelling it if unanswered)."""
     session.close_stream(request_id)
-    if session.transport == "stateless" and session.awaiting_input and answered:
+    if session.stateless is not None and session.stateless.awaiting_input and answered:
         hub.park(session)  # its request goes on upstream; the client's retry brings the input
     elif session.transport == "stateless":
         hub.close(session)  # detaching cancels the request upstream when it is still in flight

@@ -17,15 +17,15 @@ from urllib.parse import urlsplit
 
 import gevent
 import gevent.queue
-import gevent.socket
 from flask import Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from gateway import hosts
-from gateway.bridge import CLOSED, Hub
 from gateway.config import Config
-from gateway.jsonrpc import Problem, RequestId, dumps
+from gateway.hub import Hub
+from gateway.protocol.jsonrpc import Problem, RequestId, dumps
 from gateway.runtime import Runtime, ServerRef
+from gateway.session import CLOSED
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache, no-transform",
                "X-Accel-Buffering": "no"}
@@ -85,7 +85,7 @@ def rpc_error_response(status: int, code: int, message: str, stable_code: str,
 
 
 def problem_response(problem: Problem) -> Response:
-    """400 with the JSON-RPC error that answers a malformed message (gateway.jsonrpc)."""
+    """400 with the JSON-RPC error that answers a malformed message (gateway.protocol.jsonrpc)."""
     return Response(dumps(problem.error()), status=400, content_type="application/json")
 
 
@@ -179,31 +179,36 @@ def session_stream(queue: gevent.queue.Queue, keepalive: float) -> Iterator[byte
         yield sse_event(message)
 
 
-def watch_disconnect(environ: dict[str, Any], on_close: Callable[[], None]) -> gevent.Greenlet | None:
+def watch_disconnect(environ: dict[str, Any], on_close: Callable[[], None]) -> Any:
     """Call `on_close` when the client closes the connection of the current request.
 
     An SSE client sends nothing after its request, so the socket turning readable with no data
     means it hung up; without this we would notice only at the next write. `environ` is the
     request's WSGI environ (captured in the view: generators run outside the request context).
-    Kill the returned greenlet once the response is done.
+    `stop()` the returned watcher once the response is done. It is an event-loop watcher, not a
+    greenlet: every request that waits has one, and starting and stopping it costs no switch.
     """
     sock = environ.get("gunicorn.socket")
     if sock is None:
         return None
-    fileno = sock.fileno()
+    watcher = gevent.get_hub().loop.io(sock.fileno(), 1)  # 1: readable
 
-    def watch() -> None:
+    def check() -> None:
         try:
-            gevent.socket.wait_read(fileno)
             if sock.recv(1, socket.MSG_PEEK):
                 return  # the client sent more (a pipelined request): not a hang-up
         except OSError:
             pass
         on_close()
 
-    return gevent.spawn(watch)
+    def readable() -> None:
+        watcher.stop()
+        gevent.spawn(check)  # the loop's callback may not block; readable, the peek does not
+
+    watcher.start(readable)
+    return watcher
 
 
-def stop(greenlet: gevent.Greenlet | None) -> None:
-    if greenlet is not None:
-        greenlet.kill(block=True)
+def stop(watcher: Any) -> None:
+    if watcher is not None:
+        watcher.close()

@@ -1,8 +1,8 @@
-"""A JSON-RPC message pump over one `StdioConnection` (newline-delimited JSON-RPC).
+"""The upstream of a server spoken to over a `StdioConnection` (newline-delimited JSON-RPC).
 
-A reader greenlet parses each line and hands the message to the bridge. A line that is not a
-JSON object (a server printing a banner or debug output to stdout) is logged and skipped: it
-must not end the session. Lines read are not length-limited, so a 16 MB result passes whole.
+A reader greenlet decodes each line once and hands the message to the bridge. A line that is
+not a JSON object (a server printing a banner or debug output to stdout) is logged and skipped:
+it must not end the session. Lines read are not length-limited, so a 16 MB result passes whole.
 Lines written are (NMCP_MAX_MESSAGE): a server that cannot take a line exits on it (those built
 on the TypeScript SDK do past 10 MiB), taking every session with it, so the bridge answers the
 one caller with an error instead.
@@ -10,48 +10,22 @@ one caller with an error instead.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable
-from typing import Any
 
 import gevent
 
-from gateway.jsonrpc import dumps
+from gateway.protocol.jsonrpc import Message, decode
 from gateway.runtime import StdioConnection
+from gateway.upstreams.port import OnClose, OnMessage, encode
 
 log = logging.getLogger(__name__)
 
 
-class MessageTooLarge(ValueError):
-    """A message longer than the upstream may be sent (nothing was written)."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"the message is {size} bytes, over the {limit} bytes the gateway sends a server "
-                         f"(NMCP_MAX_MESSAGE)")
-        self.size = size
-        self.limit = limit
-
-
-def encode(message: dict[str, Any]) -> bytes:
-    """One message as a single line (json.dumps never emits a raw newline)."""
-    return dumps(message)
-
-
-def decode(line: bytes) -> dict[str, Any] | None:
-    """The JSON object on a line; None for anything else."""
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-class Upstream:
+class StdioUpstream:
     """Reads messages from `conn` in a greenlet; `on_message` gets each, `on_close` the end."""
 
-    def __init__(self, name: str, conn: StdioConnection, on_message: Callable[[dict[str, Any]], None],
-                 on_close: Callable[[Upstream], None], max_message: int | None = None) -> None:
+    def __init__(self, name: str, conn: StdioConnection, on_message: OnMessage, on_close: OnClose,
+                 max_message: int | None = None) -> None:
         self.name = name
         self.conn = conn
         self.max_message = max_message
@@ -61,18 +35,12 @@ class Upstream:
         self._on_close = on_close
         self._reader = gevent.spawn(self._read)
 
-    def send(self, message: dict[str, Any]) -> None:
-        """ConnectionError if the server can no longer be written to; MessageTooLarge (nothing
-        sent) past `max_message` bytes."""
+    def send(self, message: Message) -> None:
         if not self.alive:
             raise ConnectionError(f"{self.name}: the upstream connection is closed")
-        line = encode(message)
-        if self.max_message is not None and len(line) > self.max_message:
-            raise MessageTooLarge(len(line), self.max_message)
-        self.conn.send(line)
+        self.conn.send(encode(message, self.max_message))
 
     def close(self) -> None:
-        """End the connection; `on_close` runs once the reader has seen the end."""
         self.alive = False
         self.conn.close()
 
@@ -84,8 +52,11 @@ class Upstream:
                     break
                 if not line.strip():
                     continue
-                message = decode(line)
-                if message is None:
+                try:
+                    message = decode(line)
+                except ValueError:
+                    message = None
+                if not isinstance(message, dict):
                     self.skipped_lines += 1
                     log.warning("%s: skipped a stdout line that is not JSON-RPC: %r", self.name, line[:200])
                     continue

@@ -9,8 +9,9 @@ import math
 
 import pytest
 
-from gateway import jsonrpc, limits
+from gateway import limits
 from gateway.config import Config, ConfigError
+from gateway.protocol import jsonrpc
 from nmcp.model.resources import DEFAULT_IDLE_TIMEOUT
 
 PARSE, INVALID, PARAMS = -32700, -32600, -32602

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from gateway import routing
-from gateway.routing import Decision, Delivery, Pending, SessionView, Table
+from gateway.protocol import jsonrpc, stateless
+from gateway.routing import Decision, Delivery, Pending, Table
+
+
+@dataclass(frozen=True)
+class SessionView:
+    id: str
+    capabilities: frozenset[str]
+    last_active: int
 
 
 def table(pending: dict[int, Pending] | None = None, **options: object) -> Table:
@@ -67,7 +77,7 @@ def test_a_session_without_the_capability_is_not_asked_the_server_gets_an_error(
     decision = routing.route(sampling(), table(pending))
     assert decision.deliveries == ()
     assert decision.upstream[0]["id"] == 40
-    assert decision.upstream[0]["error"]["code"] == routing.METHOD_NOT_FOUND
+    assert decision.upstream[0]["error"]["code"] == jsonrpc.METHOD_NOT_FOUND
 
 
 def test_a_server_ping_is_answered_by_the_gateway() -> None:
@@ -108,17 +118,17 @@ def test_client_requests_go_upstream_with_fresh_ids_tokens_and_no_2026_envelope(
     (["not", "a", "message"], "invalid"),
 ])
 def test_message_kinds(message: object, kind: str) -> None:
-    assert routing.kind(message) == kind
+    assert jsonrpc.kind(message) == kind
 
 
 def test_modern_results_get_the_2026_fields_unless_the_server_set_them() -> None:
-    listed = routing.modern_response("tools/list", {"jsonrpc": "2.0", "id": 1, "result": {"tools": [], "ttlMs": 5}})
+    listed = stateless.complete_response("tools/list", {"jsonrpc": "2.0", "id": 1, "result": {"tools": [], "ttlMs": 5}})
     assert listed["result"] == {"resultType": "complete", "ttlMs": 5, "cacheScope": "private", "tools": []}
-    called = routing.modern_response("tools/call", {"jsonrpc": "2.0", "id": 1, "result": {"content": []}})
+    called = stateless.complete_response("tools/call", {"jsonrpc": "2.0", "id": 1, "result": {"content": []}})
     assert called["result"] == {"resultType": "complete", "content": []}
 
 
 def test_base64_header_values_are_decoded() -> None:
-    assert routing.decode_header_value("=?base64?w6l0w6k=?=") == "été"
-    assert routing.decode_header_value("plain") == "plain"
-    assert routing.decode_header_value("=?base64?not base64?=") is None
+    assert stateless.decode_header_value("=?base64?w6l0w6k=?=") == "été"
+    assert stateless.decode_header_value("plain") == "plain"
+    assert stateless.decode_header_value("=?base64?not base64?=") is None

@@ -19,15 +19,14 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from gateway.runtime import HttpEndpoint
-from gateway.upstreams.http import open_http_upstream
 from tests.gateway_http.driver import Driver
 from tests.gateway_http.servers import everything
 
 
 def upstream_calls(endpoint: HttpEndpoint, calls: int) -> list[float]:
-    conn = open_http_upstream(endpoint)
+    driver = Driver(endpoint)
+    conn = driver.conn
     try:
-        driver = Driver(conn)
         driver.handshake()
         times = []
         for i in range(calls):

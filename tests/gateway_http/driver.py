@@ -1,18 +1,18 @@
-"""A hand-driven MCP client session over one upstream connection: raw JSON-RPC, nothing hidden.
+"""A hand-driven MCP client session over one HTTP upstream: raw JSON-RPC, nothing hidden.
 
-A background thread drains `receive()` into a queue, so every wait in a test has a guard timeout
-instead of hanging, and the end of the upstream (None) is observable like any message.
+What the upstream hands over (each message, then its end) lands in a queue, so every wait in a
+test has a guard timeout instead of hanging, and the end of the upstream is observable like any
+message.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import queue
-import threading
 from typing import Any
 
-from gateway.runtime import StdioConnection
+from gateway.runtime import HttpEndpoint
+from gateway.upstreams.http import UpstreamSettings, open_http_upstream
 
 GUARD = 30.0  # seconds; a failure guard, never a timing assertion
 ENDED = object()
@@ -32,24 +32,13 @@ def socket_fds() -> set[str]:
 
 
 class Driver:
-    def __init__(self, conn: StdioConnection) -> None:
-        self.conn = conn
+    def __init__(self, endpoint: HttpEndpoint, settings: UpstreamSettings | None = None) -> None:
         self.inbox: queue.Queue[Any] = queue.Queue()
         self.ids = iter(range(1, 1_000_000))
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        while True:
-            raw = self.conn.receive()
-            if raw is None:
-                self.inbox.put(ENDED)
-                return
-            assert b"\n" not in raw, "a message must come out as one line"
-            self.inbox.put(json.loads(raw))
+        self.conn = open_http_upstream(endpoint, settings, self.inbox.put, lambda _: self.inbox.put(ENDED))
 
     def send(self, message: dict[str, Any]) -> None:
-        self.conn.send(json.dumps(message).encode())
+        self.conn.send(message)
 
     def request(self, method: str, params: dict[str, Any] | None = None) -> int:
         request_id = next(self.ids)

@@ -36,34 +36,31 @@ def sockets() -> set[str]:
 def main() -> None:
     url, transport = sys.argv[1], sys.argv[2]
     before = sockets()
-    conn = open_http_upstream(HttpEndpoint(url, transport))
     inbox: gevent.queue.Queue = gevent.queue.Queue()
     waiting: dict[int, gevent.event.AsyncResult] = {}
     progress: list[float] = []
 
-    def read() -> None:
-        while (raw := conn.receive()) is not None:
-            message = json.loads(raw)
-            if message.get("method") == "sampling/createMessage":
-                # Answered from the reader while the tool call that caused it is still open.
-                conn.send(json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": {
-                    "role": "assistant", "model": "m", "content": {"type": "text", "text": "from gevent"}}}).encode())
-            elif message.get("method") == "notifications/progress":
-                progress.append(message["params"]["progress"])
-            elif "id" in message and message["id"] in waiting:
-                waiting.pop(message["id"]).set(message)
-        inbox.put("ended")
+    def on_message(message: dict) -> None:
+        if message.get("method") == "sampling/createMessage":
+            # Answered as it arrives, while the tool call that caused it is still open.
+            conn.send({"jsonrpc": "2.0", "id": message["id"], "result": {
+                "role": "assistant", "model": "m", "content": {"type": "text", "text": "from gevent"}}})
+        elif message.get("method") == "notifications/progress":
+            progress.append(message["params"]["progress"])
+        elif "id" in message and message["id"] in waiting:
+            waiting.pop(message["id"]).set(message)
+
+    conn = open_http_upstream(HttpEndpoint(url, transport), None, on_message, lambda _: inbox.put("ended"))
 
     def call(request_id: int, method: str, params: dict) -> dict:
         waiting[request_id] = gevent.event.AsyncResult()
         result = waiting[request_id]
-        conn.send(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}).encode())
+        conn.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
         return result.get(timeout=30)["result"]
 
-    reader = gevent.spawn(read)
     call(1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {"sampling": {}},
                            "clientInfo": {"name": "gevent", "version": "0"}})
-    conn.send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+    conn.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
     # Three calls at once on one session, one of which needs a server-to-client request answered.
     jobs = [
         gevent.spawn(call, 2, "tools/call", {"name": "trigger-long-running-operation",
@@ -76,7 +73,6 @@ def main() -> None:
     texts = [job.value["content"][0]["text"] for job in jobs]
     conn.close()
     ended = inbox.get(timeout=10)
-    reader.join(timeout=10)
     print(json.dumps({"texts": texts, "progress": progress, "ended": ended, "leaked": len(sockets() - before)}))
 
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.runtime import HttpEndpoint, StartFailed
-from gateway.upstreams.http import StreamableHttpUpstream, UpstreamSettings, open_http_upstream
+from gateway.upstreams.http import UpstreamSettings
+from gateway.upstreams.http.streamable import StreamableHttpUpstream
 from tests.gateway_http.driver import ENDED, GUARD, Driver, socket_fds
 from tests.gateway_http.servers import everything
 from tests.support import free_port
@@ -16,9 +17,9 @@ from tests.support import free_port
 
 @pytest.fixture
 def driver(everything_endpoint: HttpEndpoint) -> Iterator[Driver]:
-    conn = open_http_upstream(everything_endpoint)
-    yield Driver(conn)
-    conn.close()
+    driver = Driver(everything_endpoint)
+    yield driver
+    driver.conn.close()
 
 
 def text_of(result: dict) -> str:
@@ -46,10 +47,11 @@ def test_initialize_then_tools_resources_and_prompts(driver: Driver) -> None:
 
 def test_streamable_session_carries_id_and_negotiated_version() -> None:
     with everything("streamable-http") as (endpoint, _):
-        conn = open_http_upstream(endpoint)
+        driver = Driver(endpoint)
+        conn = driver.conn
         try:
             assert isinstance(conn, StreamableHttpUpstream)
-            init = Driver(conn).handshake()
+            init = driver.handshake()
             # Later requests only work if the upstream sends the issued Mcp-Session-Id back (the
             # server answers 400 otherwise): the tests above prove that; here the values themselves.
             assert conn.session_id
@@ -94,10 +96,10 @@ def test_messages_tied_to_no_request_arrive(driver: Driver) -> None:
         seen.append(message)
 
 
-def test_close_releases_every_socket_and_ends_receive(everything_endpoint: HttpEndpoint) -> None:
+def test_close_releases_every_socket_and_ends_the_session(everything_endpoint: HttpEndpoint) -> None:
     before = socket_fds()
-    conn = open_http_upstream(everything_endpoint)
-    driver = Driver(conn)
+    driver = Driver(everything_endpoint)
+    conn = driver.conn
     driver.handshake()
     assert text_of(driver.call("tools/call", {"name": "echo", "arguments": {"message": "x"}})) == "Echo: x"
     assert socket_fds() - before, "a live session holds sockets"
@@ -105,15 +107,15 @@ def test_close_releases_every_socket_and_ends_receive(everything_endpoint: HttpE
     assert driver.next() is ENDED
     assert socket_fds() - before == set()
     with pytest.raises(BrokenPipeError):
-        conn.send(b'{"jsonrpc":"2.0","id":99,"method":"ping"}')
+        conn.send({"jsonrpc": "2.0", "id": 99, "method": "ping"})
 
 
 @pytest.mark.parametrize("transport", ["sse", "streamable-http"])
-def test_server_killed_mid_stream_ends_receive(transport: str) -> None:
+def test_server_killed_mid_stream_ends_the_session(transport: str) -> None:
     with everything(transport) as (endpoint, proc):
-        conn = open_http_upstream(endpoint)
+        driver = Driver(endpoint)
+        conn = driver.conn
         try:
-            driver = Driver(conn)
             driver.handshake()
             driver.request("tools/call", {"name": "trigger-long-running-operation",
                                           "arguments": {"duration": 60, "steps": 60},
@@ -121,7 +123,7 @@ def test_server_killed_mid_stream_ends_receive(transport: str) -> None:
             while driver.next().get("method") != "notifications/progress":
                 pass
             proc.kill()
-            seen = driver.wait_ended()  # fails after the guard timeout if receive() never ends
+            seen = driver.wait_ended()  # fails after the guard timeout if the session never ends
             assert not any("result" in m for m in seen)
         finally:
             conn.close()
@@ -130,13 +132,13 @@ def test_server_killed_mid_stream_ends_receive(transport: str) -> None:
 def test_unreachable_sse_server_is_a_clear_error() -> None:
     url = f"http://127.0.0.1:{free_port()}/sse"
     with pytest.raises(StartFailed, match="cannot open the event stream") as failed:
-        open_http_upstream(HttpEndpoint(url, "sse"))
+        Driver(HttpEndpoint(url, "sse"))
     assert failed.value.reason == "UpstreamUnreachable"
 
 
-def test_unreachable_streamable_server_ends_receive() -> None:
-    conn = open_http_upstream(HttpEndpoint(f"http://127.0.0.1:{free_port()}/mcp", "streamable-http"))
-    driver = Driver(conn)
+def test_unreachable_streamable_server_ends_the_session() -> None:
+    driver = Driver(HttpEndpoint(f"http://127.0.0.1:{free_port()}/mcp", "streamable-http"))
+    conn = driver.conn
     driver.request("initialize", {})
     assert driver.next(GUARD) is ENDED
     conn.close()
@@ -144,7 +146,7 @@ def test_unreachable_streamable_server_ends_receive() -> None:
 
 def test_unknown_transport_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown HTTP transport 'stdio'"):
-        open_http_upstream(HttpEndpoint("http://127.0.0.1:1/", "stdio"))
+        Driver(HttpEndpoint("http://127.0.0.1:1/", "stdio"))
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +157,9 @@ def streamable_endpoint() -> Iterator[HttpEndpoint]:
 
 def test_an_http_error_answers_the_request_with_a_jsonrpc_error(streamable_endpoint: HttpEndpoint) -> None:
     # A request before initialize: the server refuses it with HTTP 400 and a body whose id is null.
-    conn = open_http_upstream(streamable_endpoint)
+    driver = Driver(streamable_endpoint)
+    conn = driver.conn
     try:
-        driver = Driver(conn)
         response, before = driver.until_response(driver.request("tools/list"))
         assert before == []
         assert "HTTP 400" in response["error"]["message"]
@@ -168,9 +170,9 @@ def test_an_http_error_answers_the_request_with_a_jsonrpc_error(streamable_endpo
 
 
 def test_a_request_without_answer_in_time_fails_alone(streamable_endpoint: HttpEndpoint) -> None:
-    conn = open_http_upstream(streamable_endpoint, UpstreamSettings(request_timeout=4))
+    driver = Driver(streamable_endpoint, UpstreamSettings(request_timeout=4))
+    conn = driver.conn
     try:
-        driver = Driver(conn)
         driver.handshake()
         response, _ = driver.until_response(driver.request("tools/call", {
             "name": "trigger-long-running-operation", "arguments": {"duration": 60, "steps": 1}}))

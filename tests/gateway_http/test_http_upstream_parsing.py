@@ -11,7 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from gateway.runtime import HttpEndpoint
-from gateway.upstreams.http import SseEvent, SseParser, UpstreamSettings, open_http_upstream, split_messages
+from gateway.upstreams.http import UpstreamSettings
+from gateway.upstreams.http.events import SseEvent, SseParser
+from gateway.upstreams.http.session import payload_messages
 from tests.gateway_http.driver import Driver
 
 STREAM = (b"\xef\xbb\xbf: keep-alive\r\n\r\n"
@@ -54,12 +56,11 @@ def test_parser_takes_a_sixteen_megabyte_line_in_small_chunks() -> None:
     assert parse(chunks) == [SseEvent("message", payload)]
 
 
-def test_batches_split_into_single_line_messages() -> None:
+def test_a_batch_is_decoded_into_its_messages() -> None:
     batch = b'[{"jsonrpc":"2.0","id":1,"result":{}},\n {"jsonrpc":"2.0","method":"x"}]'
-    assert [encoded for _, encoded in split_messages(batch)] == [
-        b'{"jsonrpc":"2.0","id":1,"result":{}}', b'{"jsonrpc":"2.0","method":"x"}']
+    assert payload_messages(batch) == [{"jsonrpc": "2.0", "id": 1, "result": {}}, {"jsonrpc": "2.0", "method": "x"}]
     with pytest.raises(ValueError):
-        list(split_messages(b"[1, 2]"))
+        payload_messages(b"[1, 2]")
 
 
 def test_settings_from_the_environment() -> None:
@@ -123,10 +124,10 @@ def garbage_server() -> Iterator[str]:
 
 def test_a_payload_that_is_not_json_is_logged_and_skipped(garbage_server: str,
                                                            caplog: pytest.LogCaptureFixture) -> None:
-    conn = open_http_upstream(HttpEndpoint(garbage_server, "streamable-http"))
+    driver = Driver(HttpEndpoint(garbage_server, "streamable-http"))
+    conn = driver.conn
     try:
-        driver = Driver(conn)
-        with caplog.at_level(logging.WARNING, logger="gateway.upstreams.http"):
+        with caplog.at_level(logging.WARNING, logger="gateway.upstreams.http.session"):
             assert driver.handshake()["method"] == "initialize"
             assert driver.call("tools/list")["method"] == "tools/list"  # the session goes on
         skipped = [r for r in caplog.records if "not JSON-RPC" in r.getMessage()]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from gateway.upstreams.http import SESSION_HEADER, VERSION_HEADER, StreamableHttpUpstream, open_http_upstream
+from gateway.protocol.versions import SESSION_HEADER, VERSION_HEADER
+from gateway.upstreams.http.streamable import StreamableHttpUpstream
 from tests.gateway_http.driver import ENDED, Driver
 from tests.gateway_http.servers import sdk_server
 
@@ -16,9 +17,9 @@ SIXTEEN_MB = 16 * 1024 * 1024
 @pytest.mark.parametrize("mode", ["sse", "streamable-http", "json"])
 def test_sixteen_megabyte_messages_pass_both_ways(mode: str) -> None:
     with sdk_server(mode) as endpoint:
-        conn = open_http_upstream(endpoint)
+        driver = Driver(endpoint)
+        conn = driver.conn
         try:
-            driver = Driver(conn)
             driver.handshake()
             text = "0123456789abcdef" * (SIXTEEN_MB // 16)
             result = driver.call("tools/call", {"name": "echo", "arguments": {"text": text}})
@@ -34,9 +35,9 @@ def test_an_answer_stream_the_server_closes_is_resumed() -> None:
     # answer_later closes its SSE stream after the priming event (2025-11-25 polling) and answers
     # afterwards: only a client that resumes with Last-Event-ID gets the result.
     with sdk_server("streamable-http") as endpoint:
-        conn = open_http_upstream(endpoint)
+        driver = Driver(endpoint)
+        conn = driver.conn
         try:
-            driver = Driver(conn)
             driver.handshake()
             result = driver.call("tools/call", {"name": "answer_later", "arguments": {}})
             assert result["content"][0]["text"] == "answered after the stream was closed"
@@ -44,12 +45,12 @@ def test_an_answer_stream_the_server_closes_is_resumed() -> None:
             conn.close()
 
 
-def test_a_session_the_server_forgot_ends_receive() -> None:
+def test_a_session_the_server_forgot_ends_the_upstream() -> None:
     with sdk_server("streamable-http") as endpoint:
-        conn = open_http_upstream(endpoint)
+        driver = Driver(endpoint)
+        conn = driver.conn
         try:
             assert isinstance(conn, StreamableHttpUpstream)
-            driver = Driver(conn)
             driver.handshake()
             # The server ends the session behind the upstream's back (as on a restart or expiry).
             requests.delete(endpoint.url, headers={SESSION_HEADER: conn.session_id,
@@ -64,9 +65,9 @@ def test_a_session_the_server_forgot_ends_receive() -> None:
 
 def test_close_ends_the_session_on_the_server() -> None:
     with sdk_server("streamable-http") as endpoint:
-        conn = open_http_upstream(endpoint)
+        driver = Driver(endpoint)
+        conn = driver.conn
         assert isinstance(conn, StreamableHttpUpstream)
-        driver = Driver(conn)
         driver.handshake()
         session, version = conn.session_id, conn.protocol_version
         conn.close()

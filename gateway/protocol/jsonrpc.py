@@ -1,5 +1,6 @@
-"""JSON-RPC 2.0 as MCP uses it: the one classifier of messages, and the checks every client
-message passes before the gateway acts on it. Pure: no I/O.
+"""JSON-RPC 2.0 as MCP uses it: the one classifier of messages, the error codes and answers the
+gateway builds, decoding and encoding, and the checks every client message passes before the
+gateway acts on it. Pure: no I/O.
 
 MCP narrows JSON-RPC: a request id is a string or an integer, never null; `params` is an object
 (by name); a response carries exactly one of `result` (an object) and `error` (`code` integer,
@@ -22,7 +23,12 @@ Message = dict[str, Any]
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+# MCP's codes: the upstream closed or failed before it answered; a request the client cancelled.
+CONNECTION_CLOSED = -32000
+REQUEST_CANCELLED = -32800
 
 # The stable code (`error.data.code`) of each error the checks produce.
 STABLE_CODES = {PARSE_ERROR: "invalid_json", INVALID_REQUEST: "invalid_message", INVALID_PARAMS: "invalid_params"}
@@ -61,6 +67,10 @@ def kind(message: Any) -> str:
     return "invalid"
 
 
+def result(request_id: RequestId, value: dict[str, Any]) -> Message:
+    return {"jsonrpc": "2.0", "id": request_id, "result": value}
+
+
 def error(request_id: RequestId | None, code: int, message: str, data: Any = None) -> Message:
     body: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
@@ -91,6 +101,11 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     except UnicodeEncodeError:
         return json.dumps(value, separators=(",", ":")).encode()
+
+
+def decode(data: bytes | str) -> Any:
+    """The JSON value of what a server sent; ValueError when it is not JSON."""
+    return json.loads(data)
 
 
 def _no_constants(name: str) -> Any:
