@@ -54,6 +54,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="targets to run, comma-separated (default all; the direct baseline always runs)")
     parser.add_argument("--bench-venv", type=Path, default=targets.ROOT / ".venv-bench",
                         help="venv holding mcp-proxy (created if missing)")
+    parser.add_argument("--compare", metavar="REV",
+                        help="also run the nmcp gateway of commit REV (a git worktree), side by side")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="print the markdown of a saved result and exit, running nothing")
@@ -126,7 +128,8 @@ def measure_cold_start(runs: int, direct: Connect,
 
 
 def start_targets(stack: contextlib.ExitStack, chosen: list[targets.Target], *, workdir: Path, logs: Path,
-                  bench_venv: Path, direct: Connect) -> tuple[dict[str, Live], dict[str, str], str | None]:
+                  bench_venv: Path, direct: Connect,
+                  compare: str | None = None) -> tuple[dict[str, Live], dict[str, str], str | None]:
     """Start every bridge the chosen targets need; return each target ready for load, what failed,
     and the nmcp gateway's URL for the server."""
     bridges: set[int] = set()
@@ -152,12 +155,23 @@ def start_targets(stack: contextlib.ExitStack, chosen: list[targets.Target], *, 
         except Exception as exc:  # one bridge failing to start must not cost the others
             unavailable.update({k: f"{type(exc).__name__}: {exc}" for k in needed & keys})
 
+    def gateway_rows(base: str, pid: int, http: targets.Target, sse: targets.Target) -> dict[str, Live]:
+        worker = targets.gunicorn_worker(pid)
+        return {http.key: Live(targets.streamable_http_connect(base + "/mcp"), bridge_cpu(pid),
+                               lambda: targets.own_cpu(worker)),
+                sse.key: Live(targets.sse_connect(base + "/sse"), bridge_cpu(pid), lambda: targets.own_cpu(worker))}
+
     def nmcp() -> dict[str, Live]:
         nonlocal gateway_base
         base, pid = stack.enter_context(targets.nmcp_gateway(workdir, logs))
         gateway_base = base
-        return {targets.NMCP_HTTP.key: Live(targets.streamable_http_connect(base + "/mcp"), bridge_cpu(pid)),
-                targets.NMCP_SSE.key: Live(targets.sse_connect(base + "/sse"), bridge_cpu(pid))}
+        return gateway_rows(base, pid, targets.NMCP_HTTP, targets.NMCP_SSE)
+
+    def nmcp_compared() -> dict[str, Live]:
+        assert compare is not None
+        tree = stack.enter_context(targets.worktree(compare))
+        base, pid = stack.enter_context(targets.nmcp_gateway(workdir, logs, tree))
+        return gateway_rows(base, pid, *targets.compare_targets(compare))
 
     def supergateway_http() -> dict[str, Live]:
         base, pid = stack.enter_context(targets.supergateway("streamableHttp", logs))
@@ -182,6 +196,8 @@ def start_targets(stack: contextlib.ExitStack, chosen: list[targets.Target], *, 
         return {targets.NATIVE_SSE.key: Live(targets.sse_connect(base + "/sse"), bridge_cpu(pid))}
 
     bring_up({targets.NMCP_HTTP.key, targets.NMCP_SSE.key}, nmcp)
+    if compare:
+        bring_up({t.key for t in targets.compare_targets(compare)}, nmcp_compared)
     bring_up({targets.SUPERGATEWAY_HTTP.key}, supergateway_http)
     bring_up({targets.SUPERGATEWAY_SSE.key}, supergateway_sse)
     bring_up({targets.MCP_PROXY_HTTP.key, targets.MCP_PROXY_SSE.key}, mcp_proxy)
@@ -223,6 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     levels = [int(n) for n in args.sessions.split(",")]
     chosen = selected_targets(args.targets)
+    if args.compare:  # the other commit's gateway right after ours, in each transport chosen
+        old_http, old_sse = targets.compare_targets(args.compare)
+        chosen = [c for t in chosen for c in ((t, old_http) if t == targets.NMCP_HTTP else
+                                               (t, old_sse) if t == targets.NMCP_SSE else (t,))]
     started = datetime.datetime.now(datetime.UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     logs = args.out / "logs" / stamp
@@ -238,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mcp": version("mcp"),
         **targets.tool_versions(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **({"compare": args.compare} if args.compare else {}),
     }
     plan = {"sessions": levels, "calls": args.calls, "warmup_calls": args.warmup, "rounds": args.rounds}
     runs: dict[tuple[str, int], list[Samples]] = {}
@@ -247,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         direct = targets.direct_connect(direct_log)
         connects, unavailable, gateway_base = start_targets(stack, chosen, workdir=workdir, logs=logs,
-                                                            bench_venv=args.bench_venv, direct=direct)
+                                                            bench_venv=args.bench_venv, direct=direct,
+                                                            compare=args.compare)
         print("cold start ...", file=sys.stderr, flush=True)
         cold, gateway_problem = measure_cold_start(args.cold_starts, direct, gateway_base)
         if gateway_problem:

@@ -36,6 +36,9 @@ class Live:
 
     connect: Connect
     cpu: Callable[[], float]
+    # The CPU seconds of the bridge's own serving process alone (the gateway's gunicorn worker),
+    # servers and other processes left out; None where the benchmark does not single it out.
+    own_cpu: Callable[[], float] | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Samples:
     window: float = 0.0
     client_cpu: float = 0.0
     server_cpu: float = 0.0  # the bridge and the server processes behind it (the servers alone, direct)
+    gateway_cpu: float | None = None  # the bridge's serving process alone, where known
     seconds: float = 0.0  # the whole cell: connecting, warming up, measuring, closing
 
 
@@ -166,12 +170,15 @@ async def run_cell(target: Live, plan: LoadPlan, tag: str) -> Samples:
             tg.start_soon(session, index)
         await all_settled.wait()
         cpu_before, server_cpu_before = time.process_time(), target.cpu()
+        own_before = target.own_cpu() if target.own_cpu else 0.0
         began = time.perf_counter()
         start.set()
         await all_measured.wait()
         samples.window = max(window_end - began, 0.0)
         samples.client_cpu = time.process_time() - cpu_before
         samples.server_cpu = target.cpu() - server_cpu_before
+        if target.own_cpu:
+            samples.gateway_cpu = target.own_cpu() - own_before
     return samples
 
 
@@ -187,6 +194,7 @@ class Figures:
     connect_p50_ms: float | None
     client_cpu_per_call_ms: float | None
     server_cpu_per_call_ms: float | None
+    gateway_cpu_per_call_ms: float | None = None
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -208,6 +216,7 @@ def summarise(runs: Sequence[Samples]) -> Figures:
     cpu = sum(run.client_cpu for run in runs)
     server_cpu = sum(run.server_cpu for run in runs)
     ok = len(latencies)
+    own = [run.gateway_cpu for run in runs if run.gateway_cpu is not None]
     return Figures(
         calls=ok,
         errors=dict(sorted(errors.items())),
@@ -217,6 +226,7 @@ def summarise(runs: Sequence[Samples]) -> Figures:
         connect_p50_ms=percentile(connects, 50) * 1e3 if connects else None,
         client_cpu_per_call_ms=cpu / ok * 1e3 if ok else None,
         server_cpu_per_call_ms=server_cpu / ok * 1e3 if ok else None,
+        gateway_cpu_per_call_ms=sum(own) / ok * 1e3 if ok and own else None,
     )
 
 

@@ -52,6 +52,32 @@ def _errors(errors: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in errors.items()) or "0"
 
 
+def comparison(result: Mapping[str, Any]) -> list[str]:
+    """With `--compare REV`: the gateway's own CPU per call and its calls/s, this tree against REV."""
+    rev = result["meta"].get("compare")
+    if not rev:
+        return []
+    cells = {(c["target"], c["sessions"]): c["figures"] for c in result["cells"]}
+    lines = ["", f"This tree ({result['meta']['commit']}, with its uncommitted changes) against {rev}: the gateway "
+             "worker's own CPU per call (user + system, from /proc; the server process not counted) and calls/s.",
+             "", "| sessions | transport | gateway CPU ms/call | at " + rev + " | change | calls/s | at " + rev
+             + " | change |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for (key, sessions), new in sorted(cells.items(), key=lambda item: (item[0][1], item[0][0])):
+        old = cells.get((f"{key}@{rev}", sessions))
+        if old is None:
+            continue
+        lines.append(f"| {sessions} | {key} | {_num(new.get('gateway_cpu_per_call_ms'), 3)} "
+                     f"| {_num(old.get('gateway_cpu_per_call_ms'), 3)} "
+                     f"| {_change(new.get('gateway_cpu_per_call_ms'), old.get('gateway_cpu_per_call_ms'))} "
+                     f"| {_num(new['calls_per_s'], 0)} | {_num(old['calls_per_s'], 0)} "
+                     f"| {_change(new['calls_per_s'], old['calls_per_s'])} |")
+    return lines
+
+
+def _change(new: float | None, old: float | None) -> str:
+    return "—" if new is None or not old else f"{(new / old - 1) * 100:+.0f} %"
+
+
 def markdown(result: Mapping[str, Any]) -> str:
     """The results document: how it was run, the load table, cold start, and what was missing."""
     meta, plan = result["meta"], result["plan"]
@@ -67,9 +93,9 @@ def markdown(result: Mapping[str, Any]) -> str:
         "latencies pooled over rounds, calls/s = successful calls / summed measured windows.",
         "",
         "| sessions | target | what N sessions share | ok calls | errors | p50 ms | p99 ms | calls/s | by round "
-        "| p50 vs (a) | p99 vs (a) | calls/s vs (a) | server-side CPU ms/call | client CPU ms/call "
-        "| connect p50 ms |",
-        "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p50 vs (a) | p99 vs (a) | calls/s vs (a) | server-side CPU ms/call | gateway CPU ms/call "
+        "| client CPU ms/call | connect p50 ms |",
+        "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for cell in sorted(result["cells"], key=lambda c: (c["sessions"], c["order"])):
         fig, vs = cell["figures"], cell["vs_direct"]
@@ -79,8 +105,10 @@ def markdown(result: Mapping[str, Any]) -> str:
             f"| {_num(fig['calls_per_s'], 0)} | {' / '.join(_num(r['calls_per_s'], 0) for r in cell['rounds'])} "
             f"| {_ratio(vs['p50_ms'])} | {_ratio(vs['p99_ms'])} "
             f"| {_ratio(vs['calls_per_s'])} | {_num(fig['server_cpu_per_call_ms'])} "
-            f"| {_num(fig['client_cpu_per_call_ms'])} | {_num(fig['connect_p50_ms'], 0)} |"
+            f"| {_num(fig.get('gateway_cpu_per_call_ms'))} | {_num(fig['client_cpu_per_call_ms'])} "
+            f"| {_num(fig['connect_p50_ms'], 0)} |"
         )
+    lines += comparison(result)
     cold = result.get("cold_start_summary") or {}
     if cold:
         lines += [

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -120,12 +121,12 @@ def gateway_manifest(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def process_group(argv: list[str], log: Path, ready: Callable[[], bool], what: str,
-                  timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
+def process_group(argv: list[str], log: Path, ready: Callable[[], bool], what: str, *,
+                  timeout: float = 60.0, cwd: Path = ROOT) -> Iterator[subprocess.Popen[bytes]]:
     """Run `argv` in a new process group until the block ends; wait until `ready()` first."""
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=ROOT, start_new_session=True)
+                                cwd=cwd, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout
         while not ready():
@@ -195,6 +196,28 @@ def tree_cpu(root: int, *, include_root: bool = True, exclude: frozenset[int] = 
     return total
 
 
+def own_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` itself, not by its children."""
+    return _process_table()[pid][1]
+
+
+def gunicorn_worker(master: int, timeout: float = 30.0) -> int:
+    """The gateway's one gunicorn worker: the child of `master` that gunicorn forked (the same
+    command line as the master's), not a server process."""
+    deadline = time.monotonic() + timeout
+    with open(f"/proc/{master}/cmdline", "rb") as own:
+        command = own.read()
+    while time.monotonic() < deadline:
+        for pid, (ppid, _) in _process_table().items():
+            if ppid != master:
+                continue
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as child:
+                if child.read() == command:
+                    return pid
+        time.sleep(0.1)
+    raise RuntimeError(f"no gunicorn worker under process {master}")
+
+
 def tcp_ready(port: int) -> Callable[[], bool]:
     def ready() -> bool:
         with socket.socket() as sock:
@@ -212,14 +235,40 @@ def http_ready(url: str) -> Callable[[], bool]:
     return ready
 
 
+def compare_targets(rev: str) -> tuple[Target, Target]:
+    """The nmcp gateway's two rows for the code of another commit."""
+    return (Target(f"{NMCP_HTTP.key}@{rev}", "b", f"{NMCP_HTTP.label} at {rev}", NMCP_HTTP.sessions_share),
+            Target(f"{NMCP_SSE.key}@{rev}", "c", f"{NMCP_SSE.label} at {rev}", NMCP_SSE.sessions_share))
+
+
 @contextlib.contextmanager
-def nmcp_gateway(workdir: Path, logs: Path) -> Iterator[tuple[str, int]]:
-    """The nmcp gateway (local runtime) serving server-everything; yields the server's URL and the pid."""
-    manifest = gateway_manifest(workdir / "everything.yaml")
+def worktree(rev: str) -> Iterator[Path]:
+    """A checkout of `rev` of this repository (git worktree) for as long as the block runs."""
+    path = Path(tempfile.mkdtemp(prefix=f"nmcp-{rev}-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(path), rev], cwd=ROOT, check=True,
+                   capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False,
+                       capture_output=True)
+
+
+@contextlib.contextmanager
+def nmcp_gateway(workdir: Path, logs: Path, tree: Path = ROOT) -> Iterator[tuple[str, int]]:
+    """The nmcp gateway (local runtime) serving server-everything; yields the server's URL and the pid.
+
+    `tree` is the checkout whose code runs (another commit's, to compare): the gateway starts in it,
+    with it first on PYTHONPATH, so gunicorn imports that code rather than the installed one.
+    """
+    manifest = gateway_manifest(workdir / f"everything-{tree.name}.yaml")
     port = free_port()
     argv = [str(NMCP), "gateway", "--runtime", "local", "-f", str(manifest), "--bind", f"127.0.0.1:{port}"]
+    if tree != ROOT:
+        argv = ["env", f"PYTHONPATH={tree}", *argv]
     base = f"http://127.0.0.1:{port}"
-    with process_group(argv, logs / "nmcp-gateway.log", http_ready(base + "/healthz"), "nmcp gateway") as proc:
+    with process_group(argv, logs / f"nmcp-gateway-{tree.name}.log", http_ready(base + "/healthz"), "nmcp gateway",
+                       cwd=tree) as proc:
         yield f"{base}/api/v1/servers/{SERVER_NAME}", proc.pid
 
 
