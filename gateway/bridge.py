@@ -94,6 +94,12 @@ class Bridge:
         self._start_lock = gevent.lock.RLock()
         self._log_level: str | None = None
         self._touched_at = 0.0  # when the runtime last heard of activity (monotonic)
+        # Once the upstream has sent what only the one session in flight may get while calls of
+        # several sessions were in flight, calls of different sessions take turns on it.
+        self.exclusive = False
+        self._turn = gevent.lock.Semaphore()
+        self._holder: str | None = None  # the session whose turn it is
+        self._settled = gevent.event.Event()  # pending requests of some session ended
 
     # -- the table route() reads ---------------------------------------------------------------
     def table(self) -> routing.Table:
@@ -122,6 +128,11 @@ class Bridge:
                 del self.pending[upstream_id]
                 self._send(up, {"jsonrpc": "2.0", "method": "notifications/cancelled",
                                 "params": {"requestId": upstream_id, "reason": "the client went away"}})
+        self._settle()
+        level = routing.upstream_log_level(s.log_level for s in self.sessions.values())
+        if level is not None and level != self._log_level:  # the most verbose session left
+            self._log_level = level
+            self._internal_request(up, "logging/setLevel", {"level": level})
         for request_id, owner in list(self.server_requests.items()):
             if owner == session.id:
                 del self.server_requests[request_id]
@@ -191,8 +202,16 @@ class Bridge:
         if method in ("resources/subscribe", "resources/unsubscribe") and self._answer_subscription(
                 session, request_id, method, str(params.get("uri"))):
             return
-        if method == "logging/setLevel":
-            self._log_level = params.get("level") if isinstance(params.get("level"), str) else None
+        if method == "logging/setLevel" and params.get("level") in routing.LOG_LEVELS:
+            session.log_level = params["level"]
+            level = routing.upstream_log_level(s.log_level for s in self.sessions.values())
+            if level == self._log_level:  # the upstream sends enough already: the gateway filters
+                session.deliver(result(request_id, {}), request_id)
+                return
+            self._log_level = level
+            message = {**message, "params": {**params, "level": level}}
+        if self.exclusive and not self._take_turn(session):
+            return
         upstream_id = next(self._ids)
         out, token = routing.upstream_request(message, upstream_id)
         self.pending[upstream_id] = routing.Pending(session.id, request_id, method, next_seq(), token)
@@ -200,6 +219,7 @@ class Bridge:
             self._touch_runtime()
         try:
             up.send(out)
+            return
         except ConnectionError as err:
             self.pending.pop(upstream_id, None)
             session.deliver(error(request_id, CONNECTION_CLOSED, f"{self.ref}: {err}"), request_id)
@@ -211,8 +231,30 @@ class Bridge:
             self.pending.pop(upstream_id, None)
             log.exception("%s: sending %s upstream failed", self.ref, method)
             session.deliver(error(request_id, INTERNAL_ERROR,
-                                          f"the gateway could not send the request: {type(err).__name__}"),
-                            request_id)
+                                  f"the gateway could not send the request: {type(err).__name__}"), request_id)
+        self._settle()
+
+    def _take_turn(self, session: Session) -> bool:
+        """Wait until no other session has calls in flight, then hold the upstream for this one
+        (its own calls may overlap); False when the session ended meanwhile."""
+        if self._holder == session.id:
+            return True
+        self._turn.acquire()  # sessions wait in the order they came
+        while any(p.session != session.id for p in self.pending.values()):
+            self._settled.clear()
+            self._settled.wait()
+        self._holder = session.id
+        if session.closed:
+            self._settle()
+            return False
+        return True
+
+    def _settle(self) -> None:
+        """Requests ended: the session holding the turn gives it up once none of its own is left."""
+        self._settled.set()
+        if self._holder is not None and not any(p.session == self._holder for p in self.pending.values()):
+            self._holder = None
+            self._turn.release()
 
     def in_flight(self, session: Session, request_id: RequestId) -> bool:
         """Whether the session has a request with this id still waiting for the server's answer."""
@@ -286,6 +328,7 @@ class Bridge:
                     del self.pending[upstream_id]
                     self._send(up, {**clean(message), "params": {**params, "requestId": upstream_id}})
                     session.cancelled(pending.client_id)
+            self._settle()
             return
         self._send(up, clean(message))
 
@@ -321,6 +364,11 @@ class Bridge:
             log.debug("%s: %s", self.ref, decision.note)
         if decision.finished is not None:
             self.pending.pop(decision.finished, None)
+            self._settle()
+        if decision.take_turns and not self.exclusive:
+            self.exclusive = True
+            log.info("%s: the server sends what belongs to the one client call in flight (%s): from now on calls "
+                     "of different sessions take turns on it", self.ref, message.get("method"))
         if decision.bind is not None:
             self.server_requests[decision.bind[0]] = decision.bind[1]
         if decision.unbind is not None:
@@ -342,6 +390,7 @@ class Bridge:
                 session.deliver(error(pending.client_id, CONNECTION_CLOSED,
                                               f"the server {self.ref} exited before answering"), pending.client_id)
         self.pending.clear()
+        self._settle()
         self.server_requests.clear()
         for waiter in self._internal.values():
             waiter.set_exception(ConnectionError(f"{self.ref}: the server exited"))

@@ -9,13 +9,18 @@ cannot collide; what comes back is routed by the tables the bridge keeps:
 * `notifications/cancelled` for a server-to-client request goes to the session that got it;
 * `*/list_changed` goes to every session; `resources/updated` to the sessions subscribed to it;
 * a server-to-client request (sampling, elicitation, roots, ...) carries nothing that ties it to
-  the client request that caused it (not over stdio), so it goes to the *affinity target*: the
-  session with the most recent request in flight, else the most recently active session. A
-  session that did not declare the capability the request needs gets nothing; the server gets an
-  error instead. `ping` is answered by the gateway itself;
-* other notifications (logging) go to the affinity target while a request is in flight, to
-  nobody while the server works on a request of the gateway's own (subscribe, initialize), and
-  to every session otherwise: they describe the server, not one client.
+  the client request that caused it (not over stdio), so it goes to the one session with calls
+  in flight, never to a guess. From the first one made during a call on, the bridge lets calls
+  of different sessions take turns on this upstream (`take_turns`), so that there is one such
+  session. With no call in flight, calls of several sessions in flight (before turns were
+  taken), or a session that did not declare the capability the request needs, nobody sees it:
+  the server gets an error. `ping` is answered by the gateway itself;
+* other notifications (logging above all) go likewise to the one session with calls in flight;
+  while several sessions have calls in flight nobody gets them (and turns are taken from then
+  on); nobody gets them while the server works only on a request of the gateway's own
+  (subscribe, initialize); with nothing in flight they go to every session: they describe the
+  server, not one client. A log message reaches a session only at or above the level that
+  session asked for (`log_level`).
 
 Nothing here does I/O: `route()` returns a `Decision` and the bridge carries it out.
 """
@@ -58,7 +63,7 @@ class SessionView(Protocol):
     def capabilities(self) -> frozenset[str]: ...  # sampling, elicitation, roots
 
     @property
-    def last_active(self) -> int: ...  # a sequence number, higher is more recent
+    def log_level(self) -> str | None: ...  # what it asked with logging/setLevel (None: everything)
 
 
 @dataclass(frozen=True)
@@ -86,16 +91,15 @@ class Decision:
     finished: RequestId | None = None  # upstream id of a client request that got its answer
     bind: tuple[RequestId, str] | None = None  # a server request now belongs to this session
     unbind: RequestId | None = None  # a server request that is over
+    # The upstream sent what only the one session with calls in flight may get (a server request,
+    # or a notification while several were): calls of different sessions must take turns on it.
+    take_turns: bool = False
     note: str = ""  # why, for the debug log
 
 
-def affinity_target(table: Table) -> str | None:
-    """The session a message without an owner most likely belongs to."""
-    if table.pending:
-        return max(table.pending.values(), key=lambda p: p.seq).session
-    if table.sessions:
-        return max(table.sessions.values(), key=lambda s: s.last_active).id
-    return None
+def in_flight(table: Table) -> set[str]:
+    """The sessions with client requests in flight upstream."""
+    return {p.session for p in table.pending.values()}
 
 
 def _progress_target(table: Table, token: Any) -> Pending | None:
@@ -129,18 +133,21 @@ def _route_server_request(message: Message, table: Table) -> Decision:
     request_id = message["id"]
     if method == "ping":
         return Decision(upstream=(result(request_id, {}),), note="answered ping")
-    target = affinity_target(table)
-    if target is None:
-        return Decision(upstream=(error(request_id, METHOD_NOT_FOUND, f"no client session can answer {method}"),),
-                        note=f"no session for {method}")
+    callers = in_flight(table)
+    if len(callers) != 1:
+        why = "calls of several client sessions are in flight" if callers else "no client call is in flight"
+        return Decision(upstream=(error(request_id, METHOD_NOT_FOUND, f"{method} cannot be attributed to one "
+                                        f"client session: {why}"),),
+                        take_turns=bool(callers), note=f"refused {method}: {why}")
+    (target,) = callers
     needed = CAPABILITY_FOR.get(method)
     if needed is not None and needed not in table.sessions[target].capabilities:
         return Decision(
             upstream=(error(request_id, METHOD_NOT_FOUND, f"the client did not declare the {needed} capability"),),
-            note=f"session {target} cannot answer {method}",
+            take_turns=True, note=f"session {target} cannot answer {method}",
         )
-    related = _related_request(table, target)
-    return Decision(deliveries=(Delivery(target, message, related),), bind=(request_id, target))
+    return Decision(deliveries=(Delivery(target, message, _related_request(table, target)),), bind=(request_id, target),
+                    take_turns=True)
 
 
 def _related_request(table: Table, session: str) -> RequestId | None:
@@ -169,13 +176,37 @@ def _route_notification(message: Message, table: Table) -> Decision:
     if method == "notifications/resources/updated":
         subscribers = table.subscriptions.get(str(params.get("uri")), frozenset())
         return Decision(deliveries=tuple(Delivery(s, message) for s in sorted(subscribers) if s in table.sessions))
-    if table.pending:
-        target = affinity_target(table)
-        assert target is not None
-        return Decision(deliveries=(Delivery(target, message, _related_request(table, target)),))
-    if table.internal:
+    callers = in_flight(table)
+    if len(callers) > 1:
+        return Decision(take_turns=True, note=f"dropped {method}: calls of several client sessions are in flight")
+    if callers:
+        (target,) = callers
+        targets = [target]
+    elif table.internal:
         return Decision(note=f"dropped {method} sent while answering the gateway's own request")
-    return Decision(deliveries=tuple(Delivery(s, message) for s in sorted(table.sessions)))
+    else:
+        targets = sorted(table.sessions)
+    if method == "notifications/message":
+        level = params.get("level")
+        targets = [t for t in targets if wants(table.sessions[t].log_level, level)]
+    return Decision(deliveries=tuple(Delivery(t, message, _related_request(table, t)) for t in targets))
+
+
+# logging/setLevel's levels, least severe first (syslog's, as MCP names them).
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+def wants(session_level: str | None, message_level: Any) -> bool:
+    """Whether a session that asked for `session_level` gets a log message at `message_level`."""
+    if session_level not in LOG_LEVELS or message_level not in LOG_LEVELS:
+        return True
+    return LOG_LEVELS.index(message_level) >= LOG_LEVELS.index(session_level)
+
+
+def upstream_log_level(levels: Any) -> str | None:
+    """The level the upstream runs at: the most verbose any session asked for (None: none did)."""
+    known = [level for level in levels if level in LOG_LEVELS]
+    return min(known, key=LOG_LEVELS.index) if known else None
 
 
 def upstream_request(message: Message, upstream_id: int) -> tuple[Message, RequestId | None]:

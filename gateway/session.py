@@ -56,8 +56,8 @@ class Session:
         self.protocol_version = ""
         self.stateless: StatelessRequest | None = None  # the one request of a stateless session
         self.client_info: dict[str, Any] = {}
+        self.log_level: str | None = None  # what it asked for with logging/setLevel
         self.closed = False
-        self.last_active = next_seq()
         self.touched_at = time.monotonic()
         self.main: gevent.queue.Queue = gevent.queue.Queue()
         self.main_attached = False  # a GET stream (or the SSE stream) is draining `main`
@@ -71,7 +71,6 @@ class Session:
         self.capabilities = request.capabilities
 
     def touch(self) -> None:
-        self.last_active = next_seq()
         self.touched_at = time.monotonic()
 
     def open_stream(self, request_id: RequestId) -> gevent.queue.Queue:

@@ -184,7 +184,7 @@ def _answer(session: Session, message: dict[str, Any], new_session: bool, resume
     watcher = watch_disconnect(request.environ, lambda: queue.put(GONE))
     if resume:
         gevent.spawn(bridge.resume, session, message)
-    elif bridge.running:
+    elif bridge.running and not bridge.exclusive:
         bridge.handle(session, message)  # sent upstream at once: its answer lands on `queue`
     else:
         gevent.spawn(bridge.handle, session, message)  # waits for the cold start, the client for the answer

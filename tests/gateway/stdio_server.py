@@ -2,19 +2,34 @@
 
 It prints garbage lines to stdout (at start-up and before each echo), as badly written servers
 do, and offers what the gateway tests need beyond server-everything: a result of any size, a
-call that waits, progress that names its caller, and a sampling round trip.
+call that waits, progress that names its caller, a sampling round trip, a call that asks its
+client for everything a server may ask (sampling, elicitation, roots) and logs its caller's
+marker, and log messages at every level the client asked for (logging/setLevel).
 `python stdio_server.py` (no arguments).
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import anyio
+from mcp import types
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import SamplingMessage, TextContent
+from pydantic import BaseModel
 
 server = MCPServer("nmcp-stdio-test")
+LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+log_level = ["debug"]  # the least severe level sent, as logging/setLevel last asked
+
+
+async def set_level(_context: object, params: types.SetLevelRequestParams) -> types.EmptyResult:
+    log_level[0] = params.level
+    return types.EmptyResult()
+
+
+server._lowlevel_server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_level)
 
 
 def garbage(text: str) -> None:
@@ -72,6 +87,34 @@ async def ask(question: str, ctx: Context) -> str:
     answer = await ctx.session.create_message(
         [SamplingMessage(role="user", content=TextContent(type="text", text=question))], max_tokens=50)
     return answer.content.text if isinstance(answer.content, TextContent) else str(answer.content)
+
+
+class Answer(BaseModel):
+    text: str
+
+
+@server.tool()
+async def crosstalk(marker: str, ctx: Context) -> str:
+    """Log `marker`, ask the client to sample, elicit and list its roots (each naming `marker`),
+    and answer with what came back: only the caller's own client can answer with its marker."""
+    await ctx.info(f"{marker} started")
+    sampled = await ctx.session.create_message(
+        [SamplingMessage(role="user", content=TextContent(type="text", text=f"{marker} sample"))], max_tokens=5)
+    elicited = await ctx.elicit(f"{marker} elicit", Answer)
+    roots = await ctx.session.list_roots()
+    await ctx.info(f"{marker} done")
+    return json.dumps({"sampled": sampled.content.text if isinstance(sampled.content, TextContent) else "",
+                       "elicited": elicited.data.text if elicited.action == "accept" else elicited.action,
+                       "roots": [str(root.uri) for root in roots.roots]})
+
+
+@server.tool()
+async def shout(marker: str, ctx: Context) -> str:
+    """Log `marker` at every level from the one logging/setLevel asked for."""
+    sent = LEVELS[LEVELS.index(log_level[0]):]
+    for level in sent:
+        await ctx.log(level, f"{marker} {level}")
+    return " ".join(sent)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,14 @@ from gateway.routing import Decision, Delivery, Pending, Table
 class SessionView:
     id: str
     capabilities: frozenset[str]
-    last_active: int
+    log_level: str | None = None
 
 
 def table(pending: dict[int, Pending] | None = None, **options: object) -> Table:
     sessions = {
-        "a": SessionView("a", frozenset({"sampling", "roots"}), last_active=5),
-        "b": SessionView("b", frozenset({"elicitation"}), last_active=9),
-        "c": SessionView("c", frozenset(), last_active=1),
+        "a": SessionView("a", frozenset({"sampling", "roots"})),
+        "b": SessionView("b", frozenset({"elicitation"}), log_level="warning"),
+        "c": SessionView("c", frozenset()),
     }
     return Table(sessions=sessions, pending=pending or {}, **options)  # type: ignore[arg-type]
 
@@ -60,16 +60,23 @@ def sampling(request_id: int = 40) -> dict[str, object]:
     return {"jsonrpc": "2.0", "id": request_id, "method": "sampling/createMessage", "params": {}}
 
 
-def test_a_server_request_goes_to_the_session_with_the_latest_request_in_flight() -> None:
-    pending = {1: Pending("c", "old", "tools/call", seq=1), 2: Pending("a", "new", "tools/call", seq=2)}
+def test_a_server_request_goes_to_the_one_session_in_flight_and_calls_take_turns_from_then_on() -> None:
+    pending = {1: Pending("a", "old", "tools/call", seq=1), 2: Pending("a", "new", "tools/call", seq=2)}
     decision = routing.route(sampling(), table(pending))
     assert decision.deliveries == (Delivery("a", sampling(), "new"),)
     assert decision.bind == (40, "a")
+    assert decision.take_turns
 
 
-def test_with_nothing_in_flight_the_most_recently_active_session_is_asked() -> None:
-    decision = routing.route({"jsonrpc": "2.0", "id": 41, "method": "elicitation/create", "params": {}}, table())
-    assert [d.session for d in decision.deliveries] == ["b"]
+def test_a_server_request_that_cannot_be_attributed_is_refused_and_shown_to_no_one() -> None:
+    overlapping = table({1: Pending("c", "x", "tools/call", seq=1), 2: Pending("a", "y", "tools/call", seq=2)})
+    idle = table()
+    for state, turns in ((overlapping, True), (idle, False)):
+        decision = routing.route(sampling(), state)
+        assert decision.deliveries == ()
+        assert decision.upstream[0]["error"]["code"] == jsonrpc.METHOD_NOT_FOUND
+        assert "cannot be attributed" in decision.upstream[0]["error"]["message"]
+        assert decision.take_turns is turns  # turns help only when a call caused it
 
 
 def test_a_session_without_the_capability_is_not_asked_the_server_gets_an_error() -> None:
@@ -86,12 +93,24 @@ def test_a_server_ping_is_answered_by_the_gateway() -> None:
     assert decision.deliveries == ()
 
 
-def test_log_messages_follow_the_request_in_flight_else_reach_everyone() -> None:
-    log = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x"}}
+def test_log_messages_follow_the_one_session_in_flight_else_reach_everyone_at_its_level() -> None:
+    log = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "error", "data": "x"}}
     busy = table({1: Pending("b", 8, "tools/call", seq=1)})
     assert routing.route(log, busy).deliveries == (Delivery("b", log, 8),)
     assert [d.session for d in routing.route(log, table()).deliveries] == ["a", "b", "c"]
     assert routing.route(log, table(internal=True)).deliveries == ()  # it answers the gateway's own request
+    overlapping = routing.route(log, table({1: Pending("b", 8, "tools/call", seq=1), 2: Pending("a", 9, "x", seq=2)}))
+    assert overlapping.deliveries == ()
+    assert overlapping.take_turns
+    info = {**log, "params": {"level": "info", "data": "x"}}  # below the warning level b asked for
+    assert [d.session for d in routing.route(info, table()).deliveries] == ["a", "c"]
+    assert routing.route(info, busy).deliveries == ()
+
+
+def test_the_upstream_runs_at_the_most_verbose_level_asked_for() -> None:
+    assert routing.upstream_log_level(["error", None, "info", "warning"]) == "info"
+    assert routing.upstream_log_level([None]) is None
+    assert routing.wants("warning", "error") and not routing.wants("warning", "info")
 
 
 def test_a_cancellation_of_a_server_request_reaches_the_session_that_has_it() -> None:
