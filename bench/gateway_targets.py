@@ -259,13 +259,12 @@ def nmcp_gateway(workdir: Path, logs: Path, tree: Path = ROOT) -> Iterator[tuple
     """The nmcp gateway (local runtime) serving server-everything; yields the server's URL and the pid.
 
     `tree` is the checkout whose code runs (another commit's, to compare): the gateway starts in it,
-    with it first on PYTHONPATH, so gunicorn imports that code rather than the installed one.
+    with it first on PYTHONPATH, so the CLI and gunicorn import that code, whatever is installed.
     """
     manifest = gateway_manifest(workdir / f"everything-{tree.name}.yaml")
     port = free_port()
     argv = [str(NMCP), "gateway", "--runtime", "local", "-f", str(manifest), "--bind", f"127.0.0.1:{port}"]
-    if tree != ROOT:
-        argv = ["env", f"PYTHONPATH={tree}", *argv]
+    argv = ["env", f"PYTHONPATH={tree}", *argv]
     base = f"http://127.0.0.1:{port}"
     with process_group(argv, logs / f"nmcp-gateway-{tree.name}.log", http_ready(base + "/healthz"), "nmcp gateway",
                        cwd=tree) as proc:
