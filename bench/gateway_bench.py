@@ -48,7 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="calls per cell and round, split evenly over the sessions (default 300)")
     parser.add_argument("--warmup", type=int, default=2,
                         help="warm-up calls per session (default 2; the SDK lists tools on the first)")
-    parser.add_argument("--rounds", type=int, default=2, help="repeat every cell, order reversed (default 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="repeat every cell, target order rotated (default 2)")
     parser.add_argument("--cold-starts", type=int, default=5, help="cold-start samples per way (default 5)")
     parser.add_argument("--targets", default=",".join(t.key for t in targets.ALL_TARGETS),
                         help="targets to run, comma-separated (default all; the direct baseline always runs)")
@@ -83,13 +83,16 @@ class Cell:
 def schedule(chosen: Sequence[targets.Target], levels: Sequence[int], rounds: int) -> tuple[list[Cell], dict[str, str]]:
     """The cells in the order they run, and those left out with the reason.
 
-    Every round runs every concurrency; within one, the targets run in turn, in reverse order on
-    odd rounds, so drift on the shared machine falls on all of them alike.
+    Every round runs every concurrency; within one, the targets run in turn, the order rotated by
+    one each round, so that over as many rounds as targets each target runs in each place once:
+    drift on the shared machine, and the load the direct baseline's many processes leave behind
+    them, fall on all of them alike.
     """
     cells: list[Cell] = []
     skipped: dict[str, str] = {}
     for round_no in range(rounds):
-        order = chosen if round_no % 2 == 0 else chosen[::-1]
+        shift = round_no % len(chosen)
+        order = [*chosen[shift:], *chosen[:shift]]
         for sessions in levels:
             for target in order:
                 if target.max_sessions is not None and sessions > target.max_sessions:

@@ -89,7 +89,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"(initialize handshake), all sessions in one process. Server: server-everything "
         f"{meta.get('server-everything', '')} `echo` over stdio, node {meta.get('node', '')}.",
         f"Per cell and round: {plan['calls']} calls split over the sessions, after {plan['warmup_calls']} "
-        f"warm-up calls per session; {plan['rounds']} rounds, target order reversed each round; "
+        f"warm-up calls per session; {plan['rounds']} rounds, target order rotated each round; "
         "latencies pooled over rounds, calls/s = successful calls / summed measured windows.",
         "",
         "| sessions | target | what N sessions share | ok calls | errors | p50 ms | p99 ms | calls/s | by round "
