@@ -1,8 +1,8 @@
-"""The gateway's Flask application factory: `gunicorn "gateway.app:create_app()"`.
+"""The gateway's Flask application factory: `create_app(config, runtime)`.
 
-Settings come from `NMCP_*` variables (gateway/config.py), read here once. The runtime is
-created with the app; `close_all()` (called by gunicorn.conf.py when the worker exits) stops
-every server process the runtime started.
+The caller reads the settings (`Config.from_env()`, gateway/config.py) and builds the runtime:
+`nmcp.serve:create_app()` is what gunicorn runs. `close_all()` (called by gunicorn.conf.py when
+the worker exits) closes every runtime an app of this process was given.
 
 Before any view runs, `web.guard_request` refuses a state-changing request from a foreign
 Origin (403) and a body over NMCP_MAX_BODY (413, before it is read); a chunked body that grows
@@ -12,8 +12,6 @@ past the limit is cut off as it is read (`web.read_body`) with the same 413.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 import gevent
 from flask import Flask, Response
@@ -22,8 +20,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from gateway import api, probes, sse, streamable
 from gateway.config import Config
 from gateway.hub import Hub, SessionLimitReached
-from gateway.runtime import RuntimeError_
-from gateway.runtimes import create_runtime
+from gateway.runtime import Runtime, RuntimeError_
 from gateway.upstreams.http import UpstreamSettings
 from gateway.web import ApiError, Gateway, body_too_large, error_response, guard_request
 
@@ -35,17 +32,12 @@ HEARTBEAT_INTERVAL = 2.0
 _apps: list[Gateway] = []
 
 
-def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
-    """The gateway app; `config` overrides the environment (a Config, or Config field values)."""
-    if config is None:
-        config = Config.from_env()
-    elif not isinstance(config, Config):
-        config = Config(**{**Config.from_env().__dict__, **dict(config)})
+def create_app(config: Config, runtime: Runtime) -> Flask:
+    """The gateway app serving `runtime`'s servers with `config`'s settings; close_all() closes `runtime`."""
     http_settings = UpstreamSettings(connect_timeout=config.upstream_connect_timeout,
                                      request_timeout=config.upstream_request_timeout,
                                      close_timeout=config.upstream_close_timeout,
                                      reconnect_delay=config.upstream_reconnect_delay)
-    runtime = create_runtime(config.runtime, config)
     hub = Hub(runtime, config.start_timeout, http_settings, max_sessions=config.max_sessions,
               session_timeout=config.session_timeout, max_message=config.max_message)
     gw = Gateway(config=config, runtime=runtime, hub=hub)

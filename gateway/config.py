@@ -33,8 +33,6 @@ class Config:
     up_poll_interval: float = setting(
         "NMCP_UP_POLL_INTERVAL", 1.0, "seconds between checks of the manifest files for changes; 0 turns "
         "live reload off (local)", s.seconds_or_zero)
-    stop_grace: float = setting(
-        "NMCP_STOP_GRACE", 5.0, "seconds between SIGTERM and SIGKILL when a local server stops", s.seconds)
     log_lines: int = setting(
         "NMCP_LOG_LINES", 1000, "log lines kept per local server for `GET .../logs`", s.count)
     namespaces: tuple[str, ...] = setting(

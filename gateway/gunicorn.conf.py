@@ -1,4 +1,4 @@
-"""gunicorn settings for the gateway (`gunicorn -c gateway/gunicorn.conf.py "gateway.app:create_app()"`).
+"""gunicorn settings for the gateway (`gunicorn -c gateway/gunicorn.conf.py`, app `nmcp.serve:create_app()`).
 
 One gevent worker (gateway/worker.py: gunicorn's, with a deadline on every request head): client
 sessions and upstream connections live in that process's memory. Nothing from the app is
@@ -13,7 +13,7 @@ import sys
 from gateway.config import Config
 
 _config = Config.from_env()
-wsgi_app = "gateway.app:create_app()"
+wsgi_app = "nmcp.serve:create_app()"  # the gateway app wired to its runtime
 bind = _config.bind
 worker_class = "gateway.worker.GatewayWorker"
 workers = 1  # sessions live in process memory: never more than one
@@ -22,7 +22,7 @@ worker_connections = _config.worker_connections
 preload_app = False
 # SSE streams are long-lived: the worker's heartbeat is what `timeout` watches, not requests.
 timeout = 60
-graceful_timeout = _config.graceful_timeout  # below a pod's default 30s grace
+graceful_timeout = int(_config.graceful_timeout)  # gunicorn takes whole seconds; below a pod's default 30s grace
 # How long a kept-alive connection may stay silent (above common load balancers' 60 s). Must not
 # be 0: gunicorn then reads request heads without any deadline, NMCP_HEADER_TIMEOUT included.
 keepalive = 75

@@ -9,9 +9,8 @@ import click
 import yaml
 
 import crds
-from gateway.cli import gateway
 from hooks.cli import operator
-from nmcp.up import up
+from nmcp.run import gateway, up
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -1,9 +1,9 @@
 """Desired Pods run as local processes: the part of a kubelet `nmcp up` needs.
 
 A `LocalPod` runs the `server` container of the Pod the pool's sync hook asked for (its command,
-args and env) with `gateway.process.ServerProcess`, the same process class the gateway's local
-runtime uses. Like a kubelet with `restartPolicy: Always`, it restarts a process that exits on
-its own: the first time at once, then after a back-off that doubles from 10 s up to 5 min, showing
+args and env) with `nmcp.embedded.process.ServerProcess`. Like a kubelet with `restartPolicy:
+Always`, it restarts a process that exits on its own: the first time at once, then after a
+back-off that doubles from 10 s up to 5 min, showing
 `CrashLoopBackOff` meanwhile (the server is Degraded, and clients are refused with that reason).
 
 The back-off resets after a healthy run, so that a server that crashed on one request is not
@@ -34,10 +34,10 @@ import gevent
 import gevent.event
 import gevent.socket
 
-from gateway.process import LogBuffer, ServerProcess, environment
 from gateway.redaction import secret_values
 from nmcp.embedded.controller import object_key
 from nmcp.embedded.observe import Exit, PodSnapshot
+from nmcp.embedded.process import LogBuffer, ServerProcess, environment
 
 log = logging.getLogger("nmcp.up")
 

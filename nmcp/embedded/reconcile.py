@@ -34,21 +34,22 @@ from typing import Any
 import gevent
 import gevent.event
 
-from gateway.process import LogBuffer
 from hooks import sync as hooks
-from hooks.lifecycle import DEGRADED, condition
+from hooks.lifecycle import condition
 from nmcp.embedded import controller as mc
+from nmcp.embedded.default_pool import with_default_pools
 from nmcp.embedded.observe import observed_pod
 from nmcp.embedded.pods import LocalPod
+from nmcp.embedded.process import LogBuffer
 from nmcp.embedded.store import POOL, SERVER, Store
 from nmcp.model.manifests import LoadResult, fingerprint, load
 from nmcp.model.naming import child_name
 from nmcp.model.resources import format_time_precise
+from nmcp.model.vocabulary import Phase
 
 log = logging.getLogger("nmcp.up")
 
 MIN_RESYNC = 0.05  # never spin, whatever a hook answers
-RESYNC_PERIOD = 300.0  # as resyncPeriodSeconds in metacontroller/controllers.yaml
 ERROR_RETRY = 1.0
 
 
@@ -58,7 +59,7 @@ def utc_now() -> datetime:
 
 def _clamp(due: float | None) -> float:
     """Seconds to sleep: when the hooks asked, never spinning, never longer than the resync period."""
-    return max(MIN_RESYNC, min(due if due is not None else RESYNC_PERIOD, RESYNC_PERIOD))
+    return max(MIN_RESYNC, min(due if due is not None else mc.RESYNC_PERIOD, mc.RESYNC_PERIOD))
 
 
 def _phase_of(obj: Mapping[str, Any] | None) -> tuple[str, str, str]:
@@ -161,7 +162,7 @@ class Reconciler:
 
     def reload(self) -> None:
         """Read the manifests again; the next pass applies them."""
-        result = load(self.paths, self.namespace)
+        result = with_default_pools(load(self.paths, self.namespace))
         for problem in result.problems:
             log.error("invalid manifest %s", problem, extra={
                 "event": "invalid_manifest", "file": problem.source, "document": problem.document,
@@ -229,7 +230,7 @@ class Reconciler:
                           generation=generation, previous=previous, now=now)
         status["conditions"] = [ready, *(c for c in previous if c.get("type") != "Ready")]
         if kind == SERVER:
-            status["phase"] = DEGRADED
+            status["phase"] = Phase.DEGRADED
             self._write_server_status(key, obj, status)
         else:
             self.store.set_status(kind, key, status)

@@ -19,10 +19,8 @@ passes, driven by the hooks, decide what runs:
   session gets a process of its own, started from the Pod's container while the Pod runs (the
   Pod holds the server's place in the pool) and stopped with the session or the Pod.
 
-Configuration (read once by `create_runtime`, from the gateway's `Config` and `NMCP_*`):
-`NMCP_MANIFESTS` (paths, `os.pathsep`-separated), `NMCP_LOG_FORMAT` (text | json),
-`NMCP_UP_POLL_INTERVAL` (seconds between manifest checks, 0 = no live reload; default 1),
-`NMCP_UP_NAMESPACE` (namespace of manifests that name none; default `default`).
+Configuration: the `(local)` rows of the gateway's settings table (gateway/config.py), read once
+by `create_runtime`.
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.process import LogBuffer
 from gateway.runtime import (
     HttpEndpoint,
     ServerNotFound,
@@ -47,6 +44,7 @@ from gateway.runtime import (
 )
 from nmcp.embedded import logs
 from nmcp.embedded.pods import PodConnection, search_path
+from nmcp.embedded.process import LogBuffer
 from nmcp.embedded.reconcile import Reconciler
 from nmcp.embedded.store import SERVER
 from nmcp.model.naming import child_name
@@ -219,13 +217,11 @@ class EmbeddedRuntime:
 
 
 def create_runtime(config: Config) -> EmbeddedRuntime:
-    """The runtime of `nmcp up` (`NMCP_RUNTIME=nmcp.embedded.runtime:create_runtime`); starts the loop."""
-    extra = dict(config.extra)
-    logs.configure(extra.get("NMCP_LOG_FORMAT", "text"))
+    """The local runtime (`NMCP_RUNTIME=local`, what `nmcp up` runs); starts the loop."""
+    logs.configure(config.log_format)
     # Commands installed next to nmcp (the venv's bin) are found without activating the venv.
     path = search_path([str(Path(sys.executable).parent)])
-    loop = Reconciler(list(config.manifests), namespace=extra.get("NMCP_UP_NAMESPACE", "default"),
-                      poll_interval=config.seconds("NMCP_UP_POLL_INTERVAL", 1.0, allow_zero=True),
+    loop = Reconciler(list(config.manifests), namespace=config.up_namespace, poll_interval=config.up_poll_interval,
                       log_lines=config.log_lines, extra_env=path, cwd=os.getcwd())
     loop.start()
     return EmbeddedRuntime(loop)

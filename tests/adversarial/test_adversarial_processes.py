@@ -30,8 +30,8 @@ import pytest
 import requests
 from mcp import Client
 
-from gateway.process import INHERITED, base_environment, environment
 from gateway.redaction import REDACTED, redact, secret_values
+from nmcp.embedded.process import INHERITED, base_environment, environment
 from nmcp.model.manifests import load
 from tests.support import ROOT, VENV_BIN, wait_for
 from tests.up.running import GUARD, call_tool, descendants, nmcp_up, pool, time_server, write

@@ -28,15 +28,24 @@ def server(name: str, command: list[str], args: list[str] | None = None, **spec:
             "spec": {"command": command, "args": args or [], **spec}}
 
 
+def pool(name: str = "default", **spec: object) -> dict[str, object]:
+    return {"apiVersion": "nmcp.nwrx.io/v1", "kind": "MCPPool", "metadata": {"name": name}, "spec": spec}
+
+
 def standard_servers() -> list[dict[str, object]]:
     test_server = [PYTHON, str(HERE / "stdio_server.py")]
     return [
+        # Room for every server at once, none stopped for being idle: the tests here are about the
+        # gateway, and each that is about the pool declares its own.
+        pool(maxActive=50, maxIdle=50),
         server("time", [str(VENV_BIN / "mcp-server-time")], ["--local-timezone", "UTC"]),
         server("everything", [str(NODE_BIN / "mcp-server-everything")], ["stdio"]),
         server("test", test_server),
         server("crashy", test_server),  # for tests that kill its process
         server("isolated", test_server, isolation="session"),
-        server("brief", test_server, idleTimeout="1s"),  # stopped soon after its last session
+        # Stopped soon after its last session. Idle time counts from the process start (a stdio Pod is
+        # ready once it runs, as under `nmcp up`): the timeout leaves room for a slow initialize.
+        server("brief", test_server, idleTimeout="5s"),
         server("missing", ["/nonexistent/mcp-server"]),
         {"apiVersion": "nmcp.nwrx.io/v1", "kind": "MCPServer", "metadata": {"name": "imageonly"},
          "spec": {"image": "mcp/context7:latest"}},
@@ -44,7 +53,7 @@ def standard_servers() -> list[dict[str, object]]:
 
 
 def http_servers() -> list[dict[str, object]]:
-    """server-everything in its own HTTP modes, started by the gateway's local runtime."""
+    """server-everything in its own HTTP modes, run by the local runtime."""
     everything = str(NODE_BIN / "mcp-server-everything")
     docs = []
     for name, mode, transport in (("everything-sse", "sse", "sse"),
@@ -59,6 +68,12 @@ def http_servers() -> list[dict[str, object]]:
 class Gateway:
     url: str
     proc: subprocess.Popen
+    log_path: Path | None = None
+
+    def log(self) -> str:
+        """What the gateway printed so far."""
+        assert self.log_path is not None, "this gateway's output is not kept"
+        return self.log_path.read_text(errors="replace")
 
     def api(self, name: str) -> str:
         return f"{self.url}/api/v1/servers/{name}"
@@ -77,21 +92,23 @@ class Gateway:
 
 @contextlib.contextmanager
 def run_gateway(manifests: Path, **env: str) -> Iterator[Gateway]:
-    """The gateway (gateway/gunicorn.conf.py, one gevent worker) on a free loopback port."""
+    """The gateway (gateway/gunicorn.conf.py, one gevent worker; the local runtime unless `env` names
+    another) on a free loopback port."""
     port = free_port()
     environ = {**os.environ, "NMCP_MANIFESTS": str(manifests), "NMCP_BIND": f"127.0.0.1:{port}",
-               "NMCP_KEEPALIVE": "1", "NMCP_STOP_GRACE": "2", **env}
-    log = open(manifests.parent / f"gateway-{port}.log", "wb")  # noqa: SIM115 - closed below
+               "NMCP_KEEPALIVE": "1", **env}
+    log_path = manifests.parent / f"gateway-{port}.log"
+    log = log_path.open("wb")
     proc = subprocess.Popen([str(VENV_BIN / "gunicorn"), "--config", str(ROOT / "gateway" / "gunicorn.conf.py")],
                             cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/healthz", 30, proc)
-        yield Gateway(url, proc)
+        yield Gateway(url, proc, log_path)
     finally:
         stop(proc, grace=30)
         log.close()
-        sys.stdout.write((manifests.parent / f"gateway-{port}.log").read_text(errors="replace")[-3000:])
+        sys.stdout.write(log_path.read_text(errors="replace")[-3000:])
 
 
 def write_manifests(directory: Path, docs: list[dict[str, object]]) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import cli
+from nmcp import run as cli
 
 
 @pytest.mark.parametrize(("host", "token", "expected"), [

@@ -100,10 +100,10 @@ def fds(pid: int) -> set[str]:
 
 
 def descendants(pid: int) -> set[int]:
-    """Every process below `pid` but the process-group watchdog (gateway/reaper.py), which lives
+    """Every process below `pid` but the process-group watchdog (nmcp/embedded/reaper.py), which lives
     as long as the worker by design."""
     return {child for child in _all_descendants(pid)
-            if b"gateway/reaper.py" not in _read(Path(f"/proc/{child}/cmdline"))}
+            if b"nmcp/embedded/reaper.py" not in _read(Path(f"/proc/{child}/cmdline"))}
 
 
 def _read(path: Path) -> bytes:

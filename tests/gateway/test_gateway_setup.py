@@ -1,20 +1,21 @@
-"""Starting the gateway: the `nmcp gateway` command, manifests that are wrong, runtime factories,
-and `isolation: session`."""
+"""Starting the gateway: the `nmcp gateway` command, manifests that are wrong, the runtime it
+runs (`local` is `nmcp up`'s, pools included), and `isolation: session`."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import anyio
 import requests
-import yaml
 
 from tests.gateway.clients import HTTP, SSE, connect
 from tests.gateway.conftest import Gateway, run_gateway, server, write_manifests
+from tests.gateway.test_gateway_http_api import INIT, in_phase, open_session, post
 from tests.gateway.test_gateway_load import settle, text_of
-from tests.support import ROOT, VENV_BIN, free_port, wait_http
+from tests.support import ROOT, VENV_BIN, free_port, wait_for, wait_http
 
 
 def test_nmcp_gateway_serves_the_manifests_it_is_given(tmp_path: Path) -> None:
@@ -32,28 +33,74 @@ def test_nmcp_gateway_serves_the_manifests_it_is_given(tmp_path: Path) -> None:
         assert proc.wait(timeout=30) == 0
 
 
-def test_invalid_manifests_stop_the_gateway_with_the_file_and_field(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"apiVersion": "nmcp.nwrx.io/v1", "kind": "MCPServer", "metadata": {"name": "x"},
-                                   "spec": {"command": ["x"], "transport": {"type": "carrier-pigeon"}}}))
-    done = subprocess.run([str(VENV_BIN / "gunicorn"), "--config", str(ROOT / "gateway" / "gunicorn.conf.py")],
-                          env={**os.environ, "NMCP_MANIFESTS": str(bad), "NMCP_BIND": f"127.0.0.1:{free_port()}"},
-                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode != 0
-    assert f"{bad} (document 1): MCPServer x: spec.transport.type" in done.stdout + done.stderr
-
-
-def test_a_runtime_factory_can_be_named_by_module_and_function(tmp_path: Path) -> None:
-    with run_gateway(write_manifests(tmp_path, []), NMCP_RUNTIME="tests.gateway.runtime_factory:create_runtime") \
-            as gateway:
-        listed = requests.get(f"{gateway.url}/api/v1/namespaces/tools/servers", timeout=10).json()["servers"]
-        assert [s["name"] for s in listed] == ["clock"]
+def test_a_bad_document_is_named_and_the_good_ones_are_served(tmp_path: Path) -> None:
+    # One local runtime: a bad document no longer stops the gateway (it did before nmcp up's
+    # runtime became the local one); it is logged with its file and field, the others run.
+    docs = [{"apiVersion": "nmcp.nwrx.io/v1", "kind": "MCPServer", "metadata": {"name": "x"},
+             "spec": {"command": ["x"], "transport": {"type": "carrier-pigeon"}}},
+            server("time", [str(VENV_BIN / "mcp-server-time")])]
+    manifests = write_manifests(tmp_path, docs)
+    with run_gateway(manifests) as gateway:
+        listed = requests.get(f"{gateway.url}/api/v1/servers", timeout=10).json()["servers"]
+        assert [s["name"] for s in listed] == ["time"]
+        assert f"{manifests} (document 1): MCPServer x: spec.transport.type" in gateway.log()
 
         async def main() -> list[str]:
-            async with connect(HTTP, gateway, "clock") as client:
+            async with connect(HTTP, gateway, "time") as client:
                 return [t.name for t in (await client.list_tools()).tools]
 
         assert "get_current_time" in anyio.run(main)
+
+
+def test_an_unknown_runtime_stops_the_gateway_naming_the_choices(tmp_path: Path) -> None:
+    done = subprocess.run([str(VENV_BIN / "gunicorn"), "--config", str(ROOT / "gateway" / "gunicorn.conf.py")],
+                          env={**os.environ, "NMCP_RUNTIME": "tests.gateway.factory:create_runtime",
+                               "NMCP_MANIFESTS": str(write_manifests(tmp_path, [])),
+                               "NMCP_BIND": f"127.0.0.1:{free_port()}"},
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert "NMCP_RUNTIME: expected one of local, kubernetes, got 'tests.gateway.factory:create_runtime'" \
+        in done.stdout + done.stderr
+
+
+def test_nmcp_gateway_on_the_examples_enforces_their_pool(tmp_path: Path) -> None:
+    """examples/local (maxActive 4) plus three more servers: never more than 4 run, and a fifth
+    client waits with the reason it gets on Kubernetes, until one of the four stops."""
+    examples = tmp_path / "examples"
+    shutil.copytree(ROOT / "examples" / "local", examples)
+    time_yaml = (examples / "time.yaml").read_text()
+    for name in ("time-2", "time-3", "time-4"):
+        (examples / f"{name}.yaml").write_text(time_yaml.replace("name: time", f"name: {name}"))
+    names = ["everything", "time", "time-2", "time-3", "time-4"]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "gateway.log").open("wb")
+    proc = subprocess.Popen([str(VENV_BIN / "nmcp"), "gateway", "--runtime", "local", "--bind", f"127.0.0.1:{port}",
+                             "-f", str(examples), "--start-timeout", "5"], cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"{url}/readyz", 30, proc)
+        gateway = Gateway(url, proc)
+        sessions = {name: open_session(gateway, name) for name in names[:4]}  # each session holds its server
+        assert all(in_phase(gateway, name, "Ready") for name in names[:4])
+        refused = post(gateway, names[4], INIT)  # held for the start timeout, then a JSON-RPC error
+        assert "Mcp-Session-Id" not in refused.headers
+        error = refused.json()["error"]
+        assert error["data"]["reason"] == "WaitingForCapacity"
+        assert "4/4" in error["message"]
+        states = requests.get(f"{url}/api/v1/servers", timeout=10).json()["servers"]
+        assert sum(s["phase"] in ("Ready", "Starting") for s in states) == 4
+
+        requests.delete(gateway.mcp("time"), headers={"Mcp-Session-Id": sessions.pop("time")}, timeout=10)
+        requests.post(gateway.api("time") + "/shutdown", timeout=10)
+        wait_for(lambda: in_phase(gateway, "time", "Idle"), "time to stop")
+        open_session(gateway, names[4])
+        assert in_phase(gateway, names[4], "Ready")
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+        log.close()
+        print((tmp_path / "gateway.log").read_text(errors="replace")[-5000:])
 
 
 def test_isolated_sessions_get_their_own_process_which_ends_with_them(gateway: Gateway) -> None:
@@ -94,7 +141,7 @@ def test_an_idle_server_is_stopped_and_started_again_on_demand(gateway: Gateway)
             return text_of(await client.call_tool("pid", {}))
 
     first = anyio.run(pid_of_brief)
-    # idleTimeout is 1s: with its last session gone, the server stops (the check runs every 5s).
+    # idleTimeout is 5s: with its last session gone, the server stops.
     assert settle(lambda: requests.get(gateway.api("brief"), timeout=10).json()["phase"] == "Idle")
     assert not Path(f"/proc/{first}").exists()
     second = anyio.run(pid_of_brief)

@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 import crds
+from nmcp.model import schema
 from nmcp.model.naming import server_labels
-from nmcp.model.resources import read_server
+from nmcp.model.resources import API_VERSION, read_pool, read_server
 from tests.helm.chart import (
     CHART,
     CI_VALUES,
@@ -105,10 +106,14 @@ def test_lint_strict(helm_home: Path, values_file: Path) -> None:
 
 @pytest.mark.parametrize("values_file", SCENARIOS)
 def test_every_object_is_valid(rendered: dict[Path, list[dict[str, Any]]], values_file: Path) -> None:
-    """Built-in kinds against Kubernetes 1.32's schemas (strict); the two custom kinds by shape."""
+    """Built-in kinds against Kubernetes 1.32's schemas (strict); nmcp's own against its CRDs; the
+    two other custom kinds by shape."""
     problems = []
     for obj in rendered[values_file]:
         name = f"{obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+        if obj["apiVersion"] == API_VERSION:
+            problems += [f"{name}: {p.field}: {p.message}" for p in schema.validate(obj)[1]]
+            continue
         if (obj["apiVersion"], obj["kind"]) in SCHEMAS:
             problems += [f"{name}: {err}" for err in shape_errors(obj)]
             continue
@@ -196,6 +201,25 @@ def test_controllers_are_the_ones_in_metacontroller_dir(rendered: dict[Path, lis
     chart = by_kind(rendered[CHART / "ci" / "default-values.yaml"], "CompositeController")
     assert {c["metadata"]["name"]: _without_targets(c) for c in chart} == \
            {c["metadata"]["name"]: _without_targets(c) for c in source}
+
+
+@pytest.mark.parametrize("values_file", SCENARIOS)
+def test_pool_default_exists_in_every_served_namespace(rendered: dict[Path, list[dict[str, Any]]],
+                                                       values_file: Path) -> None:
+    """The rule `nmcp up` follows too: a server that names no pool runs in pool `default`."""
+    namespaces = served_namespaces(values_of(values_file))
+    pools = by_kind(rendered[values_file], "MCPPool")
+    expected = [] if namespaces == ["*"] else namespaces  # no list of namespaces to put it in
+    assert sorted(p["metadata"]["namespace"] for p in pools) == sorted(expected)
+    for pool in pools:
+        assert pool["metadata"]["name"] == "default"
+        read = read_pool(schema.validate(pool)[0] or {})
+        assert (read.max_active, read.max_idle, read.problems) == (10, 2, ())
+
+
+def test_pool_default_can_be_left_to_the_user(helm_home: Path) -> None:
+    objects = template(helm_home, sets={"defaultPool.create": "false"})
+    assert by_kind(objects, "MCPPool") == []
 
 
 @pytest.mark.parametrize("values_file", SCENARIOS)

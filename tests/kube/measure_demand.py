@@ -91,7 +91,7 @@ def request_latency(kube: KubeAPI, samples: int, tmp: Path) -> None:
     watcher = Watcher(kube, ns)
     env = {"NMCP_RUNTIME": "kubernetes", "NMCP_KUBECONFIG": str(kube.kubeconfig), "NMCP_NAMESPACES": ns}
     gateway_ms: list[float] = []
-    with gunicorn("gateway.app:create_app()", config=str(ROOT / "gateway" / "gunicorn.conf.py"), env=env) as url:
+    with gunicorn("nmcp.serve:create_app()", config=str(ROOT / "gateway" / "gunicorn.conf.py"), env=env) as url:
         http = requests.Session()
         http.trust_env = False
         for name in names:

@@ -1,4 +1,4 @@
-"""End to end: `gunicorn gateway.app:create_app()` with NMCP_RUNTIME=kubernetes, the chart's gateway
+"""End to end: `gunicorn nmcp.serve:create_app()` with NMCP_RUNTIME=kubernetes, the chart's gateway
 RBAC, the real API server and a fake kubelet, driven by the official MCP SDK client.
 
 The test plays Metacontroller and the kubelet: when the gateway's requested-at annotation lands
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.kube
 def gateway(ns: str, gateway_kubeconfig: Path) -> Iterator[str]:
     env = {"NMCP_RUNTIME": "kubernetes", "NMCP_KUBECONFIG": str(gateway_kubeconfig), "NMCP_NAMESPACES": ns,
            "NMCP_START_TIMEOUT": "60"}
-    with gunicorn("gateway.app:create_app()", config=str(ROOT / "gateway" / "gunicorn.conf.py"), env=env) as url:
+    with gunicorn("nmcp.serve:create_app()", config=str(ROOT / "gateway" / "gunicorn.conf.py"), env=env) as url:
         yield url
 
 

@@ -231,3 +231,21 @@ def test_a_server_started_by_hand_and_unused_stops_once_and_stays_stopped(tmp_pa
         assert up.server("manual")["phase"] == "Idle"
         starts = [e for e in _phase_events(up.log(), "default/manual") if e[1] == "Starting"]
         assert len(starts) == 1, _phase_events(up.log(), "default/manual")
+
+
+def test_pool_default_is_provided_when_no_manifest_declares_it_and_other_missing_pools_degrade(
+        tmp_path: Path) -> None:
+    write(tmp_path, "servers.yaml", time_server("plain"), time_server("stray", pool="nowhere"))
+    with nmcp_up(tmp_path, log_path=tmp_path / "up.log", log_format="json") as up:
+        result = call_tool(up.mcp_url("plain"), "get_current_time", {"timezone": "UTC"})
+        assert json.loads(result.content[0].text)["timezone"] == "UTC"
+        assert up.server("plain")["details"]["pool"] == "default"
+        records = [json.loads(line) for line in up.log().splitlines() if line.startswith("{")]
+        pools = [(r["object"], r["event"]) for r in records if r.get("kind") == "MCPPool"]
+        assert pools == [("default/default", "created")]  # one pool, provided (the log says by whom)
+
+        up.post("stray", "request")
+        stray = up.wait_phase("stray", "Degraded")
+        assert stray["reason"] == "PoolNotFound"
+        assert "nowhere" in stray["message"]
+

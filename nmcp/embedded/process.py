@@ -10,9 +10,9 @@ dies on its own never lingers as a zombie either.
 
 A server gets a minimal environment (`base_environment`: PATH, HOME, locale and the like) plus
 its manifest's variables, never the gateway's whole environment. It runs in a process group of
-its own, which is ended with it, and which `gateway.reaper` ends even if the gateway is killed.
+its own, which is ended with it, and which `nmcp.embedded.reaper` ends even if the gateway is killed.
 
-Used by the local runtime and by `nmcp up`'s embedded runtime.
+Used by the embedded runtime's local Pods (`nmcp.embedded.pods`); the gateway itself starts no process.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import gevent.event
 import gevent.lock
 from gevent import subprocess
 
-from gateway.reaper import Watchdog, group_alive
 from gateway.redaction import redact
+from nmcp.embedded.reaper import Watchdog, group_alive
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class LogBuffer:
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM if the gateway dies without stopping us (Linux).
 
-    Only the direct child gets it; the rest of its process group is `gateway.reaper`'s job."""
+    Only the direct child gets it; the rest of its process group is `nmcp.embedded.reaper`'s job."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
