@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from nmcp.model.resources import GROUP, format_time_precise
+from nmcp.model.vocabulary import Kube
 
 ANN_PID = f"{GROUP}/pid"  # shown on observed Pods (and in the API) so an operator can find the process
 
@@ -87,7 +88,7 @@ def observed_pod(snap: PodSnapshot) -> dict[str, Any]:
     if snap.running_since is not None:
         container_status["state"] = {"running": {"startedAt": _time(snap.running_since)}}
     else:
-        container_status["state"] = {"waiting": {"reason": snap.waiting_reason or "ContainerCreating",
+        container_status["state"] = {"waiting": {"reason": snap.waiting_reason or Kube.CONTAINER_CREATING,
                                                  "message": snap.waiting_message}}
     if snap.last_exit is not None:
         container_status["lastState"] = {"terminated": {
@@ -100,15 +101,15 @@ def observed_pod(snap: PodSnapshot) -> dict[str, Any]:
 
     ever_ran = snap.running_since is not None or snap.last_exit is not None
     pod["status"] = {
-        "phase": "Running" if ever_ran else "Pending",
+        "phase": Kube.POD_RUNNING if ever_ran else Kube.POD_PENDING,
         "hostIP": "127.0.0.1",
         "podIP": "127.0.0.1",
         "startTime": _time(snap.created_at),
         "conditions": [
-            _condition("PodScheduled", True, snap.created_at),
-            _condition("Initialized", True, snap.created_at),
-            _condition("ContainersReady", snap.ready_since is not None, snap.ready_since),
-            _condition("Ready", snap.ready_since is not None, snap.ready_since),
+            _condition(Kube.POD_SCHEDULED, True, snap.created_at),
+            _condition(Kube.INITIALIZED, True, snap.created_at),
+            _condition(Kube.CONTAINERS_READY, snap.ready_since is not None, snap.ready_since),
+            _condition(Kube.READY, snap.ready_since is not None, snap.ready_since),
         ],
         "containerStatuses": [container_status],
     }

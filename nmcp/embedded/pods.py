@@ -38,6 +38,7 @@ from gateway.redaction import secret_values
 from nmcp.embedded.controller import object_key
 from nmcp.embedded.observe import Exit, PodSnapshot
 from nmcp.embedded.process import LogBuffer, ServerProcess, environment
+from nmcp.model.vocabulary import Kube
 
 log = logging.getLogger("nmcp.up")
 
@@ -136,7 +137,7 @@ class LocalPod:
                 detail = f"cannot run {self.command[0]!r}: {err.strerror or err}"
                 self.log_buffer.append(f"[nmcp] {detail}")
                 self._last_exit = Exit(128, started, finished, detail)
-                reason, healthy = "RunContainerError", False
+                reason, healthy = Kube.RUN_CONTAINER_ERROR, False
             else:
                 if self.deleting:  # deleted while it was being spawned
                     proc.stop(self.grace)
@@ -150,14 +151,14 @@ class LocalPod:
                     break
                 detail = f"exited with status {code}" + _tail(self.log_buffer)
                 self._last_exit = Exit(code if code is not None else -1, started, finished, detail)
-                reason = "CrashLoopBackOff"
+                reason = Kube.CRASH_LOOP
             self._restarts += 1
             consecutive = 1 if healthy else consecutive + 1
             # The exponent is capped: past a thousand exits in a row 2**n would no longer fit a float.
             delay = 0.0 if consecutive == 1 else min(BACKOFF_START * 2 ** min(consecutive - 2, 16), BACKOFF_MAX)
             log.warning("pod %s: %s; restarting %s", self.key, detail, f"in {delay:g}s" if delay else "now")
             self._waiting = (reason, f"{detail} (back-off {delay:g}s restarting container server)") if delay \
-                else ("ContainerCreating", "restarting after the process exited")
+                else (Kube.CONTAINER_CREATING, "restarting after the process exited")
             self._on_change()
             if delay:
                 self._wake.wait(delay)

@@ -45,7 +45,7 @@ from nmcp.embedded.store import POOL, SERVER, Store
 from nmcp.model.manifests import LoadResult, fingerprint, load
 from nmcp.model.naming import child_name
 from nmcp.model.resources import format_time_precise
-from nmcp.model.vocabulary import Phase
+from nmcp.model.vocabulary import Condition, Phase, Reason
 
 log = logging.getLogger("nmcp.up")
 
@@ -64,7 +64,7 @@ def _clamp(due: float | None) -> float:
 
 def _phase_of(obj: Mapping[str, Any] | None) -> tuple[str, str, str]:
     status = (obj or {}).get("status") or {}
-    ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), {})
+    ready = next((c for c in status.get("conditions") or () if c.get("type") == Condition.READY), {})
     return str(status.get("phase") or ""), str(ready.get("reason") or ""), str(ready.get("message") or "")
 
 
@@ -226,9 +226,9 @@ class Reconciler:
         status = dict(obj.get("status") or {})
         previous = [c for c in status.get("conditions") or () if isinstance(c, Mapping)]
         generation = int((obj.get("metadata") or {}).get("generation") or 0)
-        ready = condition("Ready", False, "ReconcileFailed", f"the hooks failed on this {kind}: {detail}",
+        ready = condition(Condition.READY, False, Reason.RECONCILE_FAILED, f"the hooks failed on this {kind}: {detail}",
                           generation=generation, previous=previous, now=now)
-        status["conditions"] = [ready, *(c for c in previous if c.get("type") != "Ready")]
+        status["conditions"] = [ready, *(c for c in previous if c.get("type") != Condition.READY)]
         if kind == SERVER:
             status["phase"] = Phase.DEGRADED
             self._write_server_status(key, obj, status)

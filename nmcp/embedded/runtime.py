@@ -56,17 +56,16 @@ from nmcp.model.resources import (
     format_time_precise,
     read_server,
 )
+from nmcp.model.vocabulary import Condition, Kube, Phase, Reason
 
 if TYPE_CHECKING:
     from gateway.config import Config
 
 log = logging.getLogger("nmcp.up")
 
-READY, DEGRADED, IDLE = "Ready", "Degraded", "Idle"
-
 
 def _ready_condition(status: dict[str, Any]) -> dict[str, Any]:
-    return next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), {})
+    return next((c for c in status.get("conditions") or () if c.get("type") == Condition.READY), {})
 
 
 class EmbeddedRuntime:
@@ -105,7 +104,7 @@ class EmbeddedRuntime:
             extra["deleting"] = True
         return ServerState(
             server=server,
-            phase=str(status.get("phase") or IDLE),
+            phase=str(status.get("phase") or Phase.IDLE),
             reason=str(ready.get("reason") or ""),
             message=str(ready.get("message") or ""),
             sessions=server.demand.sessions,
@@ -147,7 +146,7 @@ class EmbeddedRuntime:
         except ValueError:
             before = 0
         # A session that ends is not activity: counting it would cancel a stop requested just before.
-        if (obj.get("status") or {}).get("phase") == READY and sessions >= before:
+        if (obj.get("status") or {}).get("phase") == Phase.READY and sessions >= before:
             values[ANN_LAST_ACTIVE_AT] = self._now()
         # Activity only moves the idle deadline, which the loop reads when it wakes anyway; a new
         # session count can change maxIdle eviction, so that one wakes it now.
@@ -159,17 +158,17 @@ class EmbeddedRuntime:
         while True:
             state = self.get(ref)
             if self.loop.passes_completed >= seen_by:
-                if state.phase == READY and self._reachable(ref):
+                if state.phase == Phase.READY and self._reachable(ref):
                     return state
-                if state.phase == DEGRADED:
+                if state.phase == Phase.DEGRADED:
                     raise StartFailed(f"{ref} cannot start: {state.message}", reason=state.reason)
-                if state.phase == IDLE:
+                if state.phase == Phase.IDLE:
                     raise StartFailed(f"{ref} is not starting: {state.message}", reason=state.reason)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 why = f"{state.phase}, {state.reason}: {state.message}" if state.reason else state.phase
                 raise StartFailed(f"{ref} was not ready within {timeout:g}s ({why})",
-                                  reason=state.reason if state.phase == "Requested" else "StartTimeout")
+                                  reason=state.reason if state.phase == Phase.REQUESTED else Reason.START_TIMEOUT)
             self.loop.wait_change(min(remaining, 1.0))
 
     def _reachable(self, ref: ServerRef) -> bool:
@@ -181,7 +180,7 @@ class EmbeddedRuntime:
         pod = self.loop.pod_of(ref.namespace, child_name(ref.name))
         process = pod.ready_process() if pod is not None else None
         if pod is None or process is None:
-            raise StartFailed(f"{ref} is not running", reason="NotRunning")
+            raise StartFailed(f"{ref} is not running", reason=Reason.NOT_RUNNING)
         # The client that asked is being served now: recording it as activity marks the request as
         # served, so the pool does not start the server again for it once it stops.
         self.loop.annotate(str(ref), {ANN_LAST_ACTIVE_AT: self._now()}, kick=False)
@@ -189,14 +188,14 @@ class EmbeddedRuntime:
         if transport.is_http:
             if session is not None:
                 raise StartFailed(f"{ref}: isolation: session needs a stdio server (an HTTP server has one port)",
-                                  reason="NotRunnable")
+                                  reason=Reason.NOT_RUNNABLE)
             return HttpEndpoint(f"http://127.0.0.1:{transport.port}{transport.path}", transport.type)
         if session is not None:
             try:
                 return PodConnection(pod, pod.session_process(), session=True)
             except OSError as err:
                 raise StartFailed(f"{ref}: cannot start a process for the session: {err}",
-                                  reason="RunContainerError") from err
+                                  reason=Kube.RUN_CONTAINER_ERROR) from err
         return PodConnection(pod, process)
 
     def logs(self, ref: ServerRef, follow: bool) -> Iterator[str]:
