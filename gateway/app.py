@@ -18,6 +18,8 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from gateway import api, probes, sse, streamable
+from gateway.auth import Authenticator
+from gateway.auth import views as auth_views
 from gateway.config import Config
 from gateway.hub import Hub, SessionLimitReached
 from gateway.runtime import Runtime, RuntimeError_
@@ -47,8 +49,10 @@ def create_app(config: Config, runtime: Runtime) -> Flask:
     app.json.sort_keys = False
     app.config["MAX_CONTENT_LENGTH"] = config.max_body + 1  # see web.read_body
     app.extensions["nmcp"] = gw
+    app.extensions["nmcp.auth"] = Authenticator.from_config(config)
     app.before_request(guard_request)
     app.register_blueprint(probes.bp)
+    app.register_blueprint(auth_views.bp)
     for prefix, suffix in (("/api/v1", ""), ("/api/v1/namespaces/<namespace>", "_ns")):
         app.register_blueprint(api.servers, url_prefix=f"{prefix}/servers", name=f"servers{suffix}")
         app.register_blueprint(api.server, url_prefix=f"{prefix}/servers/<name>", name=f"server{suffix}")

@@ -102,6 +102,32 @@ class Config:
     upstream_reconnect_delay: float = setting(
         "NMCP_UPSTREAM_RECONNECT_DELAY", 1.0, "seconds before reopening a GET stream the server ended, unless "
         "it sent `retry`", s.seconds)
+    # -- identity, access and audit (README: Identity and access)
+    auth: str = setting(
+        "NMCP_AUTH", "auto", "`auto`: bearer tokens required once an issuer or TokenReview is configured; "
+        "`none`: no authentication even on a non-loopback address (else refused at start)", s.choice("auto", "none"))
+    auth_issuer: str = setting(
+        "NMCP_AUTH_ISSUER", "", "OAuth issuer whose JWT access tokens are accepted (its metadata and JWKS are "
+        "discovered from it)", s.text)
+    auth_resource_url: str = setting(
+        "NMCP_AUTH_RESOURCE_URL", "", "the gateway's public base URL: a server's resource (token audience) is "
+        "this plus its MCP path", s.text, shown="(from the request's Host)")
+    auth_audiences: tuple[str, ...] = setting(
+        "NMCP_AUTH_AUDIENCES", (), "audiences accepted on every server besides its own resource URL, "
+        "comma-separated", s.names)
+    auth_scopes: tuple[str, ...] = setting(
+        "NMCP_AUTH_SCOPES", (), "scopes a token must hold, comma-separated (else 403 insufficient_scope)", s.names)
+    auth_algorithms: tuple[str, ...] = setting(
+        "NMCP_AUTH_ALGORITHMS", ("RS256", "ES256", "PS256", "EdDSA"), "JWT signature algorithms accepted "
+        "(asymmetric only), comma-separated", s.names)
+    auth_tokenreview_audiences: tuple[str, ...] = setting(
+        "NMCP_AUTH_TOKENREVIEW_AUDIENCES", (), "audiences of Kubernetes ServiceAccount tokens accepted through "
+        "TokenReview, comma-separated; empty: TokenReview off", s.names)
+    audit: str = setting(
+        "NMCP_AUDIT", "", "audit events (one JSON line per MCP request and REST operation): a file path, or `-` "
+        "for stdout; empty: off", s.text)
+    audit_arguments: bool = setting(
+        "NMCP_AUDIT_ARGUMENTS", False, "include tool arguments in audit events", s.flag)
     # -- the process
     bind: str = setting("NMCP_BIND", "127.0.0.1:8080", "address the gateway listens on", s.address)
     log_level: str = setting(

@@ -21,6 +21,7 @@ from flask import Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from gateway import hosts
+from gateway.auth import authenticate_request
 from gateway.config import Config
 from gateway.hub import Hub
 from gateway.protocol.jsonrpc import Problem, RequestId, dumps
@@ -112,14 +113,15 @@ def read_body() -> bytes:
 def guard_request() -> Response | None:
     """Before every view: an allowed Host (403, see gateway.hosts), a state-changing request only
     from an allowed Origin (403), a body no larger than NMCP_MAX_BODY (413, answered before a byte
-    of it is read)."""
+    of it is read), a caller with an acceptable bearer token when authentication is on (401/403,
+    see gateway.auth)."""
     check_host()
     if request.method in UNSAFE_METHODS:
         check_origin()
     length = request.content_length
     if length is not None and length > gateway().config.max_body:
         return body_too_large()
-    return None
+    return authenticate_request()
 
 
 def resolve(name: str, namespace: str | None) -> ServerRef:
