@@ -17,11 +17,12 @@ import gevent
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gateway import api, probes, sse, streamable
+from gateway import api, audit, probes, sse, streamable
 from gateway.auth import Authenticator
 from gateway.auth import views as auth_views
 from gateway.config import Config
 from gateway.hub import Hub, SessionLimitReached
+from gateway.metrics import Telemetry
 from gateway.runtime import Runtime, RuntimeError_
 from gateway.upstreams.http import UpstreamSettings
 from gateway.web import ApiError, Gateway, body_too_large, error_response, guard_request
@@ -51,6 +52,8 @@ def create_app(config: Config, runtime: Runtime) -> Flask:
     app.extensions["nmcp"] = gw
     app.extensions["nmcp.auth"] = Authenticator.from_config(config)
     app.before_request(guard_request)
+    telemetry = app.extensions["nmcp.telemetry"] = Telemetry(gw)
+    audit.install(app, config, telemetry)
     app.register_blueprint(probes.bp)
     app.register_blueprint(auth_views.bp)
     for prefix, suffix in (("/api/v1", ""), ("/api/v1/namespaces/<namespace>", "_ns")):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
+from gateway.metrics import CONTENT_TYPE
 from gateway.protocol.versions import SERVED_VERSIONS
 from gateway.web import error_response, gateway
 from nmcp.model.vocabulary import Phase
@@ -26,41 +27,9 @@ def readyz() -> Response:
     return jsonify({"status": "ready"})
 
 
-def _labels(labels: dict[str, str] | tuple[tuple[str, str], ...]) -> str:
-    items = labels.items() if isinstance(labels, dict) else labels
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in items)
-    return f"{{{inner}}}" if inner else ""
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 @bp.get("/metrics")
 def metrics() -> Response:
-    gw = gateway()
-    out: list[str] = []
-
-    def family(name: str, kind: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
-        out.append(f"# HELP {name} {help_text}")
-        out.append(f"# TYPE {name} {kind}")
-        out.extend(f"{name}{_labels(labels)} {value:g}" for labels, value in samples)
-
-    states = gw.runtime.list_servers()
-    family("nmcp_gateway_server_ready", "gauge", "1 when the server is Ready.",
-           [({"server": str(s.ref), "phase": s.phase}, 1.0 if s.phase == Phase.READY else 0.0) for s in states])
-    family("nmcp_gateway_sessions", "gauge", "Open client sessions.",
-           [({"server": str(s.ref)}, float(gw.hub.sessions_of(s.ref))) for s in states])
-    bridges = list(gw.hub.bridges.values())
-    family("nmcp_gateway_requests_in_flight", "gauge", "Client requests waiting for the server's answer.",
-           [({"server": str(s.ref)}, float(sum(len(b.pending) for b in bridges if b.ref == s.ref))) for s in states])
-    family("nmcp_gateway_upstream_starts_total", "counter", "Times the gateway initialized an upstream.",
-           [({"server": str(s.ref)}, float(sum(b.restarts for b in bridges if b.ref == s.ref))) for s in states])
-    names = sorted({name for name, _ in gw.metrics.counters})
-    for name in names:
-        family(name, "counter", name.replace("_", " "),
-               [(dict(labels), value) for (n, labels), value in sorted(gw.metrics.counters.items()) if n == name])
-    return Response("\n".join(out) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(current_app.extensions["nmcp.telemetry"].exposition(), content_type=CONTENT_TYPE)
 
 
 def _json_body(description: str, schema: dict[str, Any]) -> dict[str, Any]:
