@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-FILES = {"server": "mcpservers.yaml", "pool": "mcppools.yaml"}
-KINDS = {"server": "MCPServer", "pool": "MCPPool"}
+FILES = {"server": "mcpservers.yaml", "pool": "mcppools.yaml", "policy": "mcpaccesspolicies.yaml"}
+KINDS = {"server": "MCPServer", "pool": "MCPPool", "policy": "MCPAccessPolicy"}
 
 
 def read_text(resource: str) -> str:

@@ -97,8 +97,8 @@ def events(response: Response, with_arguments: bool) -> list[dict[str, Any]]:
     server = f"{args['namespace']}/{args['name']}" if "namespace" in args and "name" in args else args.get("name", "")
     caller = identity()
     status = response.status_code
-    code = _error_code(response)
-    outcome = "denied" if status in (401, 403) else "error" if status >= 400 or code else "ok"
+    code = g.get("nmcp_denied") or _error_code(response)
+    outcome = "denied" if status in (401, 403) or g.get("nmcp_denied") else "error" if status >= 400 or code else "ok"
     base: dict[str, Any] = {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"), "requestId": g.nmcp_request_id,
         "subject": caller.subject, "via": caller.via, "server": server, "status": status, "outcome": outcome,

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from gateway import limits
+from gateway.auth.access import visible_tools
 from gateway.bridge import Bridge
 from gateway.runtime import Runtime, RuntimeError_, ServerRef
 from gateway.session import Session, new_session_id
@@ -66,6 +67,7 @@ class Hub:
         if transport != "stateless":
             self._admit(ref)
         session = Session(new_session_id(), ref, transport)
+        session.visible_tools = visible_tools()
         isolated = isolation == "session" and getattr(self.runtime, "isolates_sessions", False)
         key = (ref, session.id if isolated else None)
         bridge = self.bridges.get(key)

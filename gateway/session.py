@@ -12,10 +12,12 @@ import itertools
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent.queue
 
+from gateway.auth.access import filter_tools_list
 from gateway.protocol.jsonrpc import REQUEST_CANCELLED, Message, RequestId, error, kind
 from gateway.protocol.stateless import StatelessRequest
 
@@ -63,6 +65,9 @@ class Session:
         self.main_attached = False  # a GET stream (or the SSE stream) is draining `main`
         self.streams: dict[RequestId, gevent.queue.Queue] = {}
         self.bridge: Bridge | None = None
+        # The caller's tool rule under an access policy (gateway.auth.access): tools/list results
+        # show only the tools it allows.
+        self.visible_tools: Callable[[str], bool] | None = None
 
     def adopt(self, request: StatelessRequest) -> None:
         """Serve one 2026-07-28 request: its revision and declared capabilities are the session's."""
@@ -85,6 +90,8 @@ class Session:
     def deliver(self, message: Message, related: RequestId | None = None) -> None:
         if self.closed:
             return
+        if self.visible_tools is not None and kind(message) == "response":
+            message = filter_tools_list(message, self.visible_tools)
         if self.stateless is not None:
             out = self.stateless.outgoing(message, related, self.stateless.request_id in self.streams)
             if out is None:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from flask import Response, current_app, g, jsonify, request
 
 from gateway import hosts
+from gateway.auth.access import authorize
 from gateway.auth.identity import ANONYMOUS, Identity
+from gateway.auth.policy import ManifestPolicies, Policy
 from gateway.auth.resource import WELL_KNOWN, Resource, challenge, resource_for
 from gateway.auth.tokens import IssuerUnavailable, JwtVerifier, Rejected
 from gateway.config import Config, ConfigError
@@ -28,10 +31,18 @@ log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
 
+class PolicySource(Protocol):
+    def current(self) -> Policy: ...
+
+
+NO_POLICY = ManifestPolicies((), "default", 0)  # allows nothing
+
+
 @dataclass
 class Authenticator:
     config: Config
     jwt: JwtVerifier | None = None
+    policies: PolicySource = NO_POLICY
 
     @property
     def enabled(self) -> bool:
@@ -48,7 +59,7 @@ class Authenticator:
             except ValueError as err:
                 raise ConfigError(str(err)) from err
             log.info("authentication: bearer tokens from issuer %s", config.auth_issuer)
-            return cls(config, verifier)
+            return cls(config, verifier, policies_for(config))
         if config.auth != "none" and not hosts.is_loopback(config.bind):
             raise ConfigError(f"the gateway listens on {config.bind}, beyond loopback, without authentication: "
                               "set NMCP_AUTH_ISSUER, or NMCP_AUTH=none to run it open on purpose")
@@ -69,6 +80,15 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token.strip():
             raise Rejected("")  # no credentials: a bare challenge (RFC 6750 §3.1)
         return self.jwt.verify(token.strip(), (resource.url, *self.config.auth_audiences))
+
+
+def policies_for(config: Config) -> PolicySource:
+    """Where the MCPAccessPolicy objects come from: the manifests (local runtime)."""
+    if config.runtime == "local":
+        return ManifestPolicies(config.manifests, config.up_namespace, config.up_poll_interval)
+    log.warning("access policy: MCPAccessPolicy objects are not read from the cluster yet; every server is "
+                "denied to every caller")
+    return NO_POLICY
 
 
 def _challenge_response(status: int, code: str, message: str, www_authenticate: str) -> Response:
@@ -111,4 +131,4 @@ def authenticate_request() -> Response | None:
         return _challenge_response(403, "insufficient_scope", f"the token lacks scope {' '.join(missing)}",
                                    challenge(resource, "insufficient_scope", "", needed))
     g.nmcp_identity = caller
-    return None
+    return authorize(auth.policies.current(), caller)

@@ -53,6 +53,8 @@ class Store:
         changes: list[Change] = []
         wanted: dict[str, set[str]] = {SERVER: set(), POOL: set()}
         for manifest in manifests:
+            if manifest.kind not in wanted:
+                continue  # an MCPAccessPolicy: the gateway reads those itself (gateway.auth.policy)
             wanted[manifest.kind].add(manifest.key)
             change = self._apply_one(manifest, now)
             if change is not None:

@@ -19,8 +19,17 @@ CLIENTS = ("alice", "bob")
 TEST_SERVER = [PYTHON, str(HERE / "stdio_server.py")]
 
 
+def access_policy(name: str, subjects: list[dict[str, object]], servers: list[str],
+                  **spec: object) -> dict[str, object]:
+    return {"apiVersion": "nmcp.nwrx.io/v1", "kind": "MCPAccessPolicy", "metadata": {"name": name},
+            "spec": {"subjects": subjects, "servers": servers, **spec}}
+
+
 def servers() -> list[dict[str, object]]:
-    return [pool(maxActive=10, maxIdle=10), server("test", TEST_SERVER), server("other", TEST_SERVER)]
+    """Two servers, each open to both test clients with every tool and operation."""
+    return [pool(maxActive=10, maxIdle=10), server("test", TEST_SERVER), server("other", TEST_SERVER),
+            access_policy("everyone", [{"user": c} for c in CLIENTS], ["*"],
+                          operations=["request", "shutdown", "logs"])]
 
 
 @pytest.fixture(scope="module")
