@@ -12,22 +12,27 @@ acceptable token gets 401, one lacking a required scope 403, each with its `WWW-
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from flask import Response, current_app, g, jsonify, request
 
 from gateway import hosts
 from gateway.auth.access import authorize
 from gateway.auth.identity import ANONYMOUS, Identity
-from gateway.auth.policy import ManifestPolicies, Policy
+from gateway.auth.policy import ClusterPolicies, ManifestPolicies, Policy
 from gateway.auth.resource import WELL_KNOWN, Resource, challenge, resource_for
+from gateway.auth.tokenreview import TokenReviewVerifier
 from gateway.auth.tokens import IssuerUnavailable, JwtVerifier, Rejected
 from gateway.config import Config, ConfigError
+from gateway.kube.client import MCPACCESSPOLICIES, KubeClient
+from gateway.kube.config import ClusterConfigError, load_cluster
 
 __all__ = ["ANONYMOUS", "Authenticator", "Identity", "authenticate_request", "identity"]
 
 log = logging.getLogger(__name__)
+POLICY_LIST_INTERVAL = 5.0  # seconds a listed access policy stays in force (kubernetes)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
 
@@ -42,24 +47,28 @@ NO_POLICY = ManifestPolicies((), "default", 0)  # allows nothing
 class Authenticator:
     config: Config
     jwt: JwtVerifier | None = None
+    tokenreview: TokenReviewVerifier | None = None
     policies: PolicySource = NO_POLICY
 
     @property
     def enabled(self) -> bool:
-        return self.jwt is not None
+        return self.jwt is not None or self.tokenreview is not None
 
     @classmethod
     def from_config(cls, config: Config) -> Authenticator:
-        if config.auth_tokenreview_audiences:
-            raise ConfigError("NMCP_AUTH_TOKENREVIEW_AUDIENCES: TokenReview is not available yet; "
-                              "use NMCP_AUTH_ISSUER")
+        verifier = reviewer = None
         if config.auth_issuer:
             try:
                 verifier = JwtVerifier(config.auth_issuer, config.auth_algorithms)
             except ValueError as err:
                 raise ConfigError(str(err)) from err
             log.info("authentication: bearer tokens from issuer %s", config.auth_issuer)
-            return cls(config, verifier, policies_for(config))
+        if config.auth_tokenreview_audiences:
+            reviewer = TokenReviewVerifier(kube_client(config), config.auth_tokenreview_audiences)
+            log.info("authentication: ServiceAccount tokens for %s, through TokenReview",
+                     ", ".join(config.auth_tokenreview_audiences))
+        if verifier is not None or reviewer is not None:
+            return cls(config, verifier, reviewer, policies_for(config, reviewer))
         if config.auth != "none" and not hosts.is_loopback(config.bind):
             raise ConfigError(f"the gateway listens on {config.bind}, beyond loopback, without authentication: "
                               "set NMCP_AUTH_ISSUER, or NMCP_AUTH=none to run it open on purpose")
@@ -75,20 +84,36 @@ class Authenticator:
 
     def verify(self, authorization: str | None, resource: Resource) -> Identity:
         """The caller a request's Authorization header proves (Rejected when it proves none)."""
-        assert self.jwt is not None
         scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Rejected("")  # no credentials: a bare challenge (RFC 6750 §3.1)
-        return self.jwt.verify(token.strip(), (resource.url, *self.config.auth_audiences))
+        if self.tokenreview is not None and (self.jwt is None or not self.jwt.issued_here(token)):
+            return self.tokenreview.verify(token)
+        assert self.jwt is not None
+        return self.jwt.verify(token, (resource.url, *self.config.auth_audiences))
 
 
-def policies_for(config: Config) -> PolicySource:
-    """Where the MCPAccessPolicy objects come from: the manifests (local runtime)."""
+def kube_client(config: Config) -> KubeClient:
+    """A client of the cluster the gateway runs in (or the one its kubeconfig names)."""
+    try:
+        return KubeClient(load_cluster(os.environ, config.kubeconfig or None, config.kube_context or None))
+    except ClusterConfigError as err:
+        raise ConfigError(f"NMCP_AUTH_TOKENREVIEW_AUDIENCES: no Kubernetes API to review tokens with: {err}") from err
+
+
+def policies_for(config: Config, reviewer: TokenReviewVerifier | None) -> PolicySource:
+    """Where the MCPAccessPolicy objects come from: the manifests (local runtime) or the cluster."""
     if config.runtime == "local":
         return ManifestPolicies(config.manifests, config.up_namespace, config.up_poll_interval)
-    log.warning("access policy: MCPAccessPolicy objects are not read from the cluster yet; every server is "
-                "denied to every caller")
-    return NO_POLICY
+    reviewing = reviewer.client if reviewer is not None else None
+    client = reviewing if isinstance(reviewing, KubeClient) else kube_client(config)
+    namespaces = config.namespaces or (client.cluster.namespace,)
+
+    def lister(namespace: str | None) -> list[dict[str, Any]]:
+        return client.list(MCPACCESSPOLICIES, namespace).get("items", [])
+
+    return ClusterPolicies(lister, namespaces, POLICY_LIST_INTERVAL)
 
 
 def _challenge_response(status: int, code: str, message: str, www_authenticate: str) -> Response:

@@ -120,3 +120,29 @@ class ManifestPolicies:
             self._policy = policy_of(m.obj for m in result.of_kind(KIND))
             log.info("access policy: %d MCPAccessPolicy objects", len(self._policy.rules))
         return self._policy
+
+
+class ClusterPolicies:
+    """The MCPAccessPolicy objects of the served namespaces, listed from the cluster at most every
+    `interval` seconds (a failed list keeps the last one and is logged)."""
+
+    def __init__(self, lister: Callable[[str | None], list[Mapping[str, Any]]], namespaces: Sequence[str],
+                 interval: float) -> None:
+        self.lister = lister
+        self.namespaces: tuple[str | None, ...] = (None,) if "*" in namespaces else tuple(namespaces)
+        self.interval = interval
+        self._checked = float("-inf")
+        self._policy = Policy()
+
+    def current(self) -> Policy:
+        now = time.monotonic()
+        if now - self._checked < self.interval:
+            return self._policy
+        self._checked = now
+        try:
+            objects = [obj for namespace in self.namespaces for obj in self.lister(namespace)]
+        except Exception as err:  # the API server is away: the last policy stays in force
+            log.error("access policy: cannot list MCPAccessPolicy objects: %s", err)
+            return self._policy
+        self._policy = policy_of(objects)
+        return self._policy

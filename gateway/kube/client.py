@@ -63,6 +63,8 @@ class Resource:
 
 PODS = Resource("", "v1", "pods")
 MCPSERVERS = Resource("nmcp.nwrx.io", "v1", "mcpservers")
+MCPACCESSPOLICIES = Resource("nmcp.nwrx.io", "v1", "mcpaccesspolicies")
+TOKENREVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews")
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,13 @@ class KubeClient:
     def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
         access = Access("get", resource, namespace)
         return self.call("GET", access, resource.path(namespace, name)).json()
+
+    def token_review(self, token: str, audiences: Sequence[str]) -> dict[str, Any]:
+        """The API server's verdict on a bearer token (TokenReview): its `status`."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                "spec": {"token": token, "audiences": list(audiences)}}
+        access = Access("create", TOKENREVIEWS, None)
+        return self.call("POST", access, TOKENREVIEWS.path(None), body=body).json().get("status", {})
 
     def list(self, resource: Resource, namespace: str | None, label_selector: str | None = None) -> dict[str, Any]:
         params = {"labelSelector": label_selector} if label_selector else None

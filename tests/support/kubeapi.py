@@ -255,15 +255,18 @@ class KubeAPI:
 
     # ---- identities ---------------------------------------------------------------------
 
-    def service_account_token(self, namespace: str, name: str, expiration_seconds: int = 3600) -> str:
-        """Create ServiceAccount `name` (if needed) and return a fresh token for it (TokenRequest API)."""
+    def service_account_token(self, namespace: str, name: str, expiration_seconds: int = 3600,
+                              audiences: Sequence[str] = ()) -> str:
+        """Create ServiceAccount `name` (if needed) and return a fresh token for it (TokenRequest API),
+        for `audiences` (default: the API server's own)."""
         session = self.session()
         url = f"{self.base_url}/api/v1/namespaces/{namespace}/serviceaccounts"
         created = session.post(url, json={"metadata": {"name": name}}, timeout=10)
         if created.status_code not in (201, 409):
             raise KubeAPIError(f"creating ServiceAccount {namespace}/{name}: {created.status_code} {created.text}")
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                "spec": {"expirationSeconds": expiration_seconds}}
+                "spec": {"expirationSeconds": expiration_seconds,
+                         **({"audiences": list(audiences)} if audiences else {})}}
         resp = session.post(f"{url}/{name}/token", json=body, timeout=10)
         if resp.status_code != 201:
             raise KubeAPIError(f"TokenRequest for {namespace}/{name}: {resp.status_code} {resp.text}")

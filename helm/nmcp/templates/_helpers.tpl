@@ -162,12 +162,12 @@ templates (the hooks Deployment) so that `helm template` fails too.
 
 {{/*
 nmcp.gateway.rules: the gateway's least privilege, the same in its Roles and its ClusterRole:
-read servers and pools, patch MCPServers (demand and activity annotations only; it never writes
+read servers, pools and access policies, patch MCPServers (demand and activity annotations only; it never writes
 status, Metacontroller owns that), read Pods, attach to them (stdio servers), read their logs.
 */}}
 {{- define "nmcp.gateway.rules" -}}
 - apiGroups: [nmcp.nwrx.io]
-  resources: [mcpservers, mcppools]
+  resources: [mcpservers, mcppools, mcpaccesspolicies]
   verbs: [get, list, watch]
 - apiGroups: [nmcp.nwrx.io]
   resources: [mcpservers]
