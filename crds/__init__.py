@@ -16,12 +16,12 @@ KINDS = {"server": "MCPServer", "pool": "MCPPool", "policy": "MCPAccessPolicy"}
 
 
 def read_text(resource: str) -> str:
-    """The CRD file of `server` or `pool`, byte for byte."""
+    """The CRD file of `resource` (a key of FILES), byte for byte."""
     return resources.files(__name__).joinpath(FILES[resource]).read_text(encoding="utf-8")
 
 
 def load(resource: str) -> dict[str, Any]:
-    """The CRD of `server` or `pool` as a dict."""
+    """The CRD of `resource` (a key of FILES) as a dict."""
     return yaml.safe_load(read_text(resource))
 
 

@@ -145,7 +145,7 @@ def test_shapes_reject_what_metacontroller_would_not_read() -> None:
 @pytest.mark.parametrize("values_file", SCENARIOS)
 def test_rendered_crds_equal_the_crd_source(rendered: dict[Path, list[dict[str, Any]]], values_file: Path) -> None:
     got = {crd["metadata"]["name"]: crd for crd in by_kind(rendered[values_file], "CustomResourceDefinition")}
-    want = {crd["metadata"]["name"]: crd for crd in (crds.load("server"), crds.load("pool"))}
+    want = {crd["metadata"]["name"]: crd for crd in (crds.load(resource) for resource in crds.FILES)}
     assert got == want
 
 
@@ -249,11 +249,18 @@ def test_gateway_rbac_is_least_privilege_in_served_namespaces(rendered: dict[Pat
                for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]}
     read = {"get", "list", "watch"}
     assert granted == (
-        {("nmcp.nwrx.io", r, v) for r in ("mcpservers", "mcppools") for v in read}
+        {("nmcp.nwrx.io", r, v) for r in ("mcpservers", "mcppools", "mcpaccesspolicies") for v in read}
         | {("nmcp.nwrx.io", "mcpservers", "patch")}
         | {("", "pods", v) for v in read}
         | {("", "pods/attach", "create"), ("", "pods/attach", "get"), ("", "pods/log", "get")}
     )
+    # Verifying in-cluster callers' tokens (TokenReview, cluster-scoped): exactly that, and only then.
+    tokenreview = f"{NAMESPACE}-{GATEWAY}-tokenreview"
+    review_role = one(objects, "ClusterRole", tokenreview)
+    assert review_role["rules"] == [{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+                                     "verbs": ["create"]}]
+    assert one(objects, "ClusterRoleBinding", tokenreview)["subjects"] == [subject]
+    assert env["NMCP_AUTH_TOKENREVIEW_AUDIENCES"] == "nmcp"
     assert one(objects, "ServiceAccount", HOOKS)["automountServiceAccountToken"] is False
 
 
@@ -438,7 +445,9 @@ def test_metacontroller_cluster_role_covers_nmcp_resources(rendered: dict[Path, 
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "metacontroller-metacontroller-helm",
                                     "namespace": "metacontroller"}]
-    assert not [r for r in by_kind(rendered[CHART / "ci" / "default-values.yaml"], "ClusterRole")]
+    cluster_roles = by_kind(rendered[CHART / "ci" / "default-values.yaml"], "ClusterRole")
+    # Only the gateway's TokenReview role (test_gateway_rbac_is_least_privilege_in_served_namespaces).
+    assert [r["metadata"]["name"] for r in cluster_roles] == [f"{NAMESPACE}-{GATEWAY}-tokenreview"]
 
 
 def _comment_above(lines: list[str], index: int) -> list[str]:

@@ -207,6 +207,12 @@ def test_the_gateway_runs_with_its_service_account(install: Install, tmp_path: P
                "spec": {"maxActive": 2}})
     api.apply({"apiVersion": "nmcp.nwrx.io/v1", "kind": "MCPServer", "metadata": {"name": "time", "namespace": ns},
                "spec": {"image": "mcp/time", "transport": {"type": "stdio"}}})
+    # Authentication is on by default: an in-cluster agent with its ServiceAccount token (TokenReview,
+    # audience nmcp) and an access policy that lets it request the server.
+    policy = {"subjects": [{"serviceAccount": f"{ns}/agent"}], "servers": ["time"], "operations": ["request"]}
+    api.apply({"apiVersion": "nmcp.nwrx.io/v1", "kind": "MCPAccessPolicy",
+               "metadata": {"name": "agent", "namespace": ns}, "spec": policy})
+    agent = {"Authorization": f"Bearer {api.service_account_token(ns, 'agent', audiences=['nmcp'])}"}
     token = api.service_account_token(install.namespace, GATEWAY)
     kubeconfig = api.write_kubeconfig(tmp_path / "gateway.kubeconfig", token=token, namespace=install.namespace)
     deployment = next(o for o in install.manifest if o["kind"] == "Deployment" and o["metadata"]["name"] == GATEWAY)
@@ -224,11 +230,12 @@ def test_the_gateway_runs_with_its_service_account(install: Install, tmp_path: P
         wait_http(base + "/healthz", 60, proc)
         ready = _poll(lambda: requests.get(base + "/readyz", timeout=10), lambda r: r.status_code == 200)
         assert ready.status_code == 200, ready.text
-        listed = _poll(lambda: requests.get(f"{base}/api/v1/namespaces/{ns}/servers", timeout=10),
+        assert requests.get(f"{base}/api/v1/namespaces/{ns}/servers", timeout=10).status_code == 401
+        listed = _poll(lambda: requests.get(f"{base}/api/v1/namespaces/{ns}/servers", headers=agent, timeout=10),
                        lambda r: r.status_code == 200 and "time" in r.text)
         assert listed.status_code == 200, listed.text
         assert "time" in [s["name"] for s in listed.json()["servers"]]
-        started = requests.post(f"{base}/api/v1/namespaces/{ns}/servers/time/request", timeout=30)
+        started = requests.post(f"{base}/api/v1/namespaces/{ns}/servers/time/request", headers=agent, timeout=30)
         assert started.status_code == 202, started.text
         server = json.loads(api.kubectl("get", "mcpserver", "time", "-n", ns, "-o", "json").stdout)
         assert "nmcp.nwrx.io/requested-at" in server["metadata"].get("annotations", {})

@@ -7,8 +7,9 @@ the Pod mounts one. Probes and clients reach it on loopback, where the chart's p
 - the operator (hooks) container passes its readiness probe and answers a Metacontroller pool sync;
 - the gateway container, given the token of the chart's gateway ServiceAccount (bound to the
   chart's Role in the served namespace) the way a kubelet mounts it, talks to the suite's real
-  kube-apiserver, passes its readiness probe, lists the MCPServers and serves an MCP session
-  through an HTTP MCP server.
+  kube-apiserver, passes its readiness probe, refuses a caller without a token, and for an agent
+  with its ServiceAccount token (verified by TokenReview) lists the MCPServers and serves an MCP
+  session through an HTTP MCP server.
 
 No network plugin runs here. A kubelet would give the gateway cluster DNS, where an HTTP server's
 Service name `mcp-<server>.<namespace>.svc` resolves (gateway/runtimes/kubernetes.py); here the MCP
@@ -33,6 +34,7 @@ import pytest
 import requests
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from nmcp.model.naming import child_name
 from nmcp.model.resources import ANN_REQUESTED_AT, parse_time
@@ -104,8 +106,9 @@ def play_metacontroller(kube: KubeAPI, ns: str, name: str, done: threading.Event
         time.sleep(0.1)
 
 
-async def echo_session(url: str) -> tuple[list[str], str]:
-    async with Client(streamable_http_client(url), mode="legacy") as client:
+async def echo_session(url: str, headers: dict[str, str]) -> tuple[list[str], str]:
+    async with create_mcp_http_client(headers=headers) as http, \
+            Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
         tools = await client.list_tools()
         answer = await client.call_tool("echo", {"text": "through the gateway container"})
         return [tool.name for tool in tools.tools], answer.content[0].text  # type: ignore[union-attr]
@@ -121,6 +124,13 @@ def test_the_gateway_container_serves_an_http_mcp_server(image: str, kube: KubeA
     pod, container = chart_container(tmp_path, "gateway", {"gateway.namespaces[0]": ns, "gateway.port": str(port)})
     assert pod["serviceAccountName"] == account
     token = kube.service_account_token(release_ns, account)
+    # Authentication is on in the chart: the caller is an in-cluster agent with its ServiceAccount
+    # token (TokenReview, the chart's audience) and a policy that lets it use the server.
+    kube.apply([{"apiVersion": "nmcp.nwrx.io/v1", "kind": "MCPAccessPolicy",
+                 "metadata": {"name": "agent", "namespace": ns},
+                 "spec": {"subjects": [{"serviceAccount": f"{ns}/agent"}], "servers": ["web"],
+                          "operations": ["request"]}}])
+    agent = {"Authorization": f"Bearer {kube.service_account_token(ns, 'agent', audiences=['nmcp'])}"}
     mounted = ServiceAccount(service_account_files(tmp_path / "serviceaccount", token, kube.ca_file, release_ns),
                              host="127.0.0.1", port=kube.port)
     base = f"http://127.0.0.1:{port}"
@@ -134,13 +144,14 @@ def test_the_gateway_container_serves_an_http_mcp_server(image: str, kube: KubeA
                  add_hosts={service: "127.0.0.1"}) as box:
             try:
                 wait_answering(box, probe_url(container, "readinessProbe"))
-                listed = requests.get(f"{base}/api/v1/servers", timeout=10).json()["servers"]
+                assert requests.get(f"{base}/api/v1/servers", timeout=10).status_code == 401
+                listed = requests.get(f"{base}/api/v1/servers", headers=agent, timeout=10).json()["servers"]
                 assert [(s["namespace"], s["name"], s["phase"]) for s in listed] == [(ns, "web", "Idle")]
                 helper.start()
-                tools, text = anyio.run(echo_session, f"{base}/api/v1/servers/web/mcp")
+                tools, text = anyio.run(echo_session, f"{base}/api/v1/servers/web/mcp", agent)
                 assert "echo" in tools
                 assert text == "through the gateway container"
-                server = requests.get(f"{base}/api/v1/namespaces/{ns}/servers/web", timeout=10).json()
+                server = requests.get(f"{base}/api/v1/namespaces/{ns}/servers/web", headers=agent, timeout=10).json()
                 assert server["phase"] == "Ready"
                 assert requests.get(probe_url(container, "livenessProbe"), timeout=10).status_code == 200
             finally:

@@ -120,11 +120,12 @@ def current_time(conn: AttachConnection, ident: int) -> str:
 
 
 GATEWAY_RBAC = ("templates/gateway-serviceaccount.yaml", "templates/gateway-role.yaml",
-                "templates/gateway-rolebinding.yaml")
+                "templates/gateway-rolebinding.yaml", "templates/gateway-tokenreview.yaml")
 
 
 def render_gateway_rbac(release_ns: str, served: list[str], tmp: Path, release: str = "nmcp") -> list[dict[str, Any]]:
-    """The gateway's ServiceAccount, Roles and RoleBindings exactly as the chart renders them."""
+    """The gateway's ServiceAccount, Roles and RoleBindings (and its TokenReview ClusterRole) exactly as
+    the chart renders them."""
     env = dict(os.environ, HELM_CACHE_HOME=str(tmp), HELM_CONFIG_HOME=str(tmp), HELM_DATA_HOME=str(tmp))
     args = [str(NODE_BIN / "helm"), "template", release, str(ROOT / "helm" / "nmcp"), "--namespace", release_ns]
     for i, namespace in enumerate(served):

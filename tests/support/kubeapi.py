@@ -248,10 +248,11 @@ class KubeAPI:
         """Apply the CRDs from `crds/` and wait until they are served (idempotent)."""
         import crds
 
-        for resource in ("server", "pool"):
+        names = []
+        for resource in crds.FILES:
             self.kubectl("apply", "-f", "-", input=crds.read_text(resource))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                     "crd/mcpservers.nmcp.nwrx.io", "crd/mcppools.nmcp.nwrx.io")
+            names.append(f"crd/{crds.load(resource)['metadata']['name']}")
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
 
     # ---- identities ---------------------------------------------------------------------
 
