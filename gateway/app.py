@@ -41,7 +41,7 @@ def create_app(config: Config, runtime: Runtime) -> Flask:
                                      request_timeout=config.upstream_request_timeout,
                                      close_timeout=config.upstream_close_timeout,
                                      reconnect_delay=config.upstream_reconnect_delay)
-    hub = Hub(runtime, config.start_timeout, http_settings, max_sessions=config.max_sessions,
+    hub = Hub(runtime, http_settings, max_sessions=config.max_sessions,
               session_timeout=config.session_timeout, max_message=config.max_message)
     gw = Gateway(config=config, runtime=runtime, hub=hub)
     _apps.append(gw)

@@ -58,6 +58,7 @@ from gateway.runtime import HttpEndpoint, Runtime, RuntimeError_, ServerRef, Sta
 from gateway.session import Session, next_seq
 from gateway.upstreams.port import MessageTooLarge, Upstream
 from gateway.upstreams.stdio import StdioUpstream
+from nmcp.model.vocabulary import Reason
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class Bridge:
     """The upstream of one server (or one isolated session) and the sessions it serves."""
 
     def __init__(self, runtime: Runtime, ref: ServerRef, *, session_key: str | None = None,
-                 start_timeout: float = 120.0, http_settings: Any = None,
+                 http_settings: Any = None,
                  count_sessions: Callable[[], int] | None = None, max_message: int | None = None) -> None:
         self.runtime = runtime
         self.max_message = max_message  # the longest line the server is sent (MessageTooLarge past it)
@@ -79,7 +80,6 @@ class Bridge:
         self.http_settings = http_settings  # gateway.upstreams.http.UpstreamSettings for HTTP servers
         self.ref = ref
         self.session_key = session_key  # set for an isolated (per-session) upstream
-        self.start_timeout = start_timeout
         self.sessions: dict[str, Session] = {}
         self.pending: dict[RequestId, routing.Pending] = {}
         self.server_requests: dict[RequestId, str] = {}
@@ -414,7 +414,7 @@ class Bridge:
             if up is not None and up.alive and self._initialized:
                 return up
             if self.closed:
-                raise StartFailed(f"{self.ref}: the session ended", reason="SessionEnded")
+                raise StartFailed(f"{self.ref}: the session ended", reason=Reason.SESSION_ENDED)
             self._initialized = False
             try:
                 up = self._start()
@@ -425,17 +425,19 @@ class Bridge:
                 half_started, self._upstream = self._upstream, None
                 if half_started is not None:
                     half_started.close()  # never two readers on one server's stdout
-                raise StartFailed(f"{self.ref}: cannot reach the server: {err}", reason="UpstreamError") from err
+                raise StartFailed(f"{self.ref}: cannot reach the server: {err}", reason=Reason.UPSTREAM_ERROR) from err
             if self.closed:  # the (isolated) session ended while its server started
                 up.close()
-                raise StartFailed(f"{self.ref}: the session ended", reason="SessionEnded")
+                raise StartFailed(f"{self.ref}: the session ended", reason=Reason.SESSION_ENDED)
             self._upstream, self._initialized = up, True
             return up
 
     def _start(self) -> Upstream:
         self.runtime.request(self.ref)
-        state = self.runtime.wait_ready(self.ref, self.start_timeout)
-        timeout = state.server.start_timeout or self.start_timeout
+        # A client is held for the server's own start timeout: as long as the pool keeps its request
+        # waiting for capacity (hooks/lifecycle.py), and as long as a started server may take.
+        timeout = self.runtime.get(self.ref).server.start_timeout
+        self.runtime.wait_ready(self.ref, timeout)
         target = self.runtime.connect(self.ref, self.session_key)
         up = self._open(target)
         self._upstream = up
@@ -447,11 +449,11 @@ class Bridge:
             up.close()
             self._upstream = None
             raise StartFailed(f"{self.ref} did not complete initialize: {err}{self._last_log()}",
-                              reason="InitializeFailed") from err
+                              reason=Reason.INITIALIZE_FAILED) from err
         if "error" in answer or not isinstance(answer.get("result"), dict):
             up.close()
             self._upstream = None
-            raise StartFailed(f"{self.ref} refused initialize: {answer.get('error')}", reason="InitializeFailed")
+            raise StartFailed(f"{self.ref} refused initialize: {answer.get('error')}", reason=Reason.INITIALIZE_FAILED)
         self.init_result = answer["result"]
         up.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         if self.restarts:

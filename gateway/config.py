@@ -56,9 +56,6 @@ class Config:
         "NMCP_KUBE_SYNC_TIMEOUT", 30.0, "seconds start-up waits for the first list of servers (kubernetes)",
         s.seconds)
     # -- clients
-    start_timeout: float = setting(
-        "NMCP_START_TIMEOUT", 120.0, "seconds a client is held while its server starts (a server's own "
-        "`startTimeout` wins)", s.seconds)
     keepalive: float = setting(
         "NMCP_KEEPALIVE", 15.0, "seconds between SSE keep-alive comments; also how long a Streamable HTTP "
         "response may wait to be plain JSON before it turns into an SSE stream", s.seconds)

@@ -44,11 +44,10 @@ def expirable(session: Session) -> bool:
 class Hub:
     """Every client session and bridge of this gateway process."""
 
-    def __init__(self, runtime: Runtime, start_timeout: float = 120.0, http_settings: Any = None, *,
+    def __init__(self, runtime: Runtime, http_settings: Any = None, *,
                  max_sessions: int = 1000, session_timeout: float | None = None,
                  max_message: int | None = None) -> None:
         self.runtime = runtime
-        self.start_timeout = start_timeout
         self.http_settings = http_settings
         self.max_sessions = max_sessions  # per server
         self.configured_timeout = session_timeout  # None: each server's own (limits.session_timeout_for)
@@ -72,8 +71,8 @@ class Hub:
         key = (ref, session.id if isolated else None)
         bridge = self.bridges.get(key)
         if bridge is None:
-            bridge = Bridge(self.runtime, ref, session_key=key[1], start_timeout=self.start_timeout,
-                            http_settings=self.http_settings, max_message=self.max_message,
+            bridge = Bridge(self.runtime, ref, session_key=key[1], http_settings=self.http_settings,
+                            max_message=self.max_message,
                             count_sessions=lambda: sum(len(b.sessions) for b in self.bridges_of(ref)))
             self.bridges[key] = bridge
         bridge.attach(session)
@@ -97,7 +96,7 @@ class Hub:
     def session_timeout(self, ref: ServerRef) -> float:
         """Seconds an unused session of this server lives."""
         try:
-            idle = self.runtime.get(ref).server.idle_timeout
+            idle = self.runtime.get(ref).server.effective_idle_timeout
         except RuntimeError_:
             idle = None  # the server went away: its sessions get the default
         return limits.session_timeout_for(self.configured_timeout, idle)

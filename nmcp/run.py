@@ -74,17 +74,14 @@ BIND = click.option("--bind", default="127.0.0.1:8080", show_default=True, callb
 @click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
               help="Kubeconfig for the kubernetes runtime outside a cluster (default: $KUBECONFIG, ~/.kube/config).")
 @click.option("--context", metavar="NAME", help="Kubeconfig context to use (default: the current one).")
-@click.option("--start-timeout", type=float, metavar="SECONDS",
-              help="How long a client is held while its server starts (default 120).")
 @click.option("--allowed-origin", "allowed_origins", multiple=True, metavar="ORIGIN",
               help="Browser Origin allowed besides localhost ones (repeatable; '*' allows any).")
 def gateway(*, bind: str, runtime: str, manifests: tuple[str, ...], namespace: tuple[str, ...],
-            kubeconfig: str | None, context: str | None, start_timeout: float | None,
-            allowed_origins: tuple[str, ...]) -> None:
+            kubeconfig: str | None, context: str | None, allowed_origins: tuple[str, ...]) -> None:
     """Serve every MCP server over SSE and Streamable HTTP from one HTTP endpoint."""
     serve(bind=bind, runtime=runtime, manifests=_paths(manifests), namespaces=namespace or None,
           kubeconfig=str(Path(kubeconfig).resolve()) if kubeconfig else None, kube_context=context,
-          start_timeout=start_timeout, allowed_origins=allowed_origins or None)
+          allowed_origins=allowed_origins or None)
 
 
 @click.command()

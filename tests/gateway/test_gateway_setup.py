@@ -22,7 +22,7 @@ def test_nmcp_gateway_serves_the_manifests_it_is_given(tmp_path: Path) -> None:
     manifests = write_manifests(tmp_path / "m", [server("time", [str(VENV_BIN / "mcp-server-time")])])
     port = free_port()
     proc = subprocess.Popen([str(VENV_BIN / "nmcp"), "gateway", "--bind", f"127.0.0.1:{port}", "-f", str(manifests),
-                             "--start-timeout", "30"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             ], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", 30, proc)
@@ -71,12 +71,14 @@ def test_nmcp_gateway_on_the_examples_enforces_their_pool(tmp_path: Path) -> Non
     time_yaml = (examples / "time.yaml").read_text()
     for name in ("time-2", "time-3", "time-4"):
         (examples / f"{name}.yaml").write_text(time_yaml.replace("name: time", f"name: {name}"))
+    # The last one is held for its own start timeout while the pool is full, then refused.
+    (examples / "time-4.yaml").write_text(time_yaml.replace("name: time", "name: time-4") + "  startTimeout: 10s\n")
     names = ["everything", "time", "time-2", "time-3", "time-4"]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "gateway.log").open("wb")
     proc = subprocess.Popen([str(VENV_BIN / "nmcp"), "gateway", "--runtime", "local", "--bind", f"127.0.0.1:{port}",
-                             "-f", str(examples), "--start-timeout", "5"], cwd=ROOT, stdout=log,
+                             "-f", str(examples)], cwd=ROOT, stdout=log,
                             stderr=subprocess.STDOUT)
     try:
         wait_http(f"{url}/readyz", 30, proc)

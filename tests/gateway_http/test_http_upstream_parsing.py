@@ -10,10 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from gateway.config import Config
 from gateway.runtime import HttpEndpoint
 from gateway.upstreams.http import UpstreamSettings
 from gateway.upstreams.http.events import SseEvent, SseParser
 from gateway.upstreams.http.session import payload_messages
+from nmcp.model import settings
 from tests.gateway_http.driver import Driver
 
 STREAM = (b"\xef\xbb\xbf: keep-alive\r\n\r\n"
@@ -63,15 +65,14 @@ def test_a_batch_is_decoded_into_its_messages() -> None:
         payload_messages(b"[1, 2]")
 
 
-def test_settings_from_the_environment() -> None:
-    assert UpstreamSettings.from_env({}) == UpstreamSettings()
-    settings = UpstreamSettings.from_env({"NMCP_UPSTREAM_REQUEST_TIMEOUT": "30",
-                                          "NMCP_UPSTREAM_CONNECT_TIMEOUT": "2.5"})
-    assert (settings.request_timeout, settings.connect_timeout) == (30.0, 2.5)
-    with pytest.raises(ValueError, match="NMCP_UPSTREAM_CLOSE_TIMEOUT='soon' is not a number"):
-        UpstreamSettings.from_env({"NMCP_UPSTREAM_CLOSE_TIMEOUT": "soon"})
-    with pytest.raises(ValueError, match="NMCP_UPSTREAM_REQUEST_TIMEOUT='-1' must be a positive"):
-        UpstreamSettings.from_env({"NMCP_UPSTREAM_REQUEST_TIMEOUT": "-1"})
+def test_upstream_timeouts_come_from_the_gateway_settings_table() -> None:
+    assert settings.from_env(Config, {}).upstream_request_timeout == UpstreamSettings().request_timeout
+    config = settings.from_env(Config, {"NMCP_UPSTREAM_REQUEST_TIMEOUT": "30", "NMCP_UPSTREAM_CONNECT_TIMEOUT": "2.5"})
+    assert (config.upstream_request_timeout, config.upstream_connect_timeout) == (30.0, 2.5)
+    with pytest.raises(settings.SettingError, match="NMCP_UPSTREAM_CLOSE_TIMEOUT"):
+        settings.from_env(Config, {"NMCP_UPSTREAM_CLOSE_TIMEOUT": "soon"})
+    with pytest.raises(settings.SettingError, match="NMCP_UPSTREAM_REQUEST_TIMEOUT: must be positive"):
+        settings.from_env(Config, {"NMCP_UPSTREAM_REQUEST_TIMEOUT": "-1"})
 
 
 class GarbageServer(BaseHTTPRequestHandler):

@@ -31,8 +31,7 @@ pytestmark = pytest.mark.kube
 
 @pytest.fixture
 def gateway(ns: str, gateway_kubeconfig: Path) -> Iterator[str]:
-    env = {"NMCP_RUNTIME": "kubernetes", "NMCP_KUBECONFIG": str(gateway_kubeconfig), "NMCP_NAMESPACES": ns,
-           "NMCP_START_TIMEOUT": "60"}
+    env = {"NMCP_RUNTIME": "kubernetes", "NMCP_KUBECONFIG": str(gateway_kubeconfig), "NMCP_NAMESPACES": ns}
     with gunicorn("nmcp.serve:create_app()", config=str(ROOT / "gateway" / "gunicorn.conf.py"), env=env) as url:
         yield url
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.kube
 @pytest.fixture
 def gateway_url(ns: str, gateway_kubeconfig: Path) -> Iterator[str]:
     env = {"NMCP_RUNTIME": "kubernetes", "NMCP_KUBECONFIG": str(gateway_kubeconfig), "NMCP_NAMESPACES": ns,
-           "NMCP_START_TIMEOUT": "90", "NMCP_KUBE_WRITE_INTERVAL": "1"}
+           "NMCP_KUBE_WRITE_INTERVAL": "1"}
     with gunicorn("nmcp.serve:create_app()", config=str(ROOT / "gateway" / "gunicorn.conf.py"), env=env) as url:
         yield url
 

@@ -19,6 +19,7 @@ from gateway.upstreams.http.events import SseEvent
 from gateway.upstreams.http.session import HttpSession, media_type, snippet
 from gateway.upstreams.http.settings import UpstreamSettings
 from gateway.upstreams.port import OnClose, OnMessage
+from nmcp.model.vocabulary import Reason
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class SseUpstream(HttpSession):
             self._error = self._error or "no endpoint event in time"
         if self._endpoint is None:
             self.close()
-            raise StartFailed(f"upstream {url}: {self._error}", reason="UpstreamUnreachable")
+            raise StartFailed(f"upstream {url}: {self._error}", reason=Reason.UPSTREAM_UNREACHABLE)
 
     def send(self, message: Message) -> None:
         """POST one message to the session's endpoint (the answer comes on the stream)."""
