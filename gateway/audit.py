@@ -26,6 +26,7 @@ from flask import Flask, Response, g, request
 from gateway.auth import identity
 from gateway.config import Config
 from gateway.metrics import Telemetry
+from gateway.protocol import jsonrpc
 
 log = logging.getLogger("nmcp.audit")
 MCP_ENDPOINTS = ("mcp", "message")  # the last part of the URL of a view that takes MCP messages
@@ -82,12 +83,15 @@ def _error_code(response: Response) -> str:
         data.get("code", error.get("code")) if isinstance(data, dict) else error.get("code"))
 
 
-def _messages() -> list[dict[str, Any]]:
-    """The MCP messages of this request that have a method (requests and notifications)."""
-    try:
-        body = json.loads(request.get_data() or b"null")
-    except ValueError:
+def _messages(response: Response) -> list[dict[str, Any]]:
+    """The MCP messages of this request that have a method (requests and notifications): as the view
+    decoded them, or, for a request refused before its view (a denial), decoded here."""
+    if "nmcp_body" in g:
+        body = g.nmcp_body
+    elif response.status_code == 413:  # never read a body refused for its size
         return []
+    else:
+        body, _ = jsonrpc.parse(request.get_data())
     batch = body if isinstance(body, list) else [body]
     return [m for m in batch if isinstance(m, dict) and isinstance(m.get("method"), str)]
 
@@ -107,7 +111,7 @@ def events(response: Response, with_arguments: bool) -> list[dict[str, Any]]:
     }
     operation = (request.endpoint or "").rpartition(".")[2]
     last = request.path.rstrip("/").rpartition("/")[2]
-    messages = _messages() if request.method == "POST" and last in MCP_ENDPOINTS else []
+    messages = _messages(response) if request.method == "POST" and last in MCP_ENDPOINTS else []
     if not messages:
         return [{**base, "operation": f"{request.method} {last}" if last in ("mcp", "sse") else operation,
                  "method": ""}]

@@ -26,8 +26,8 @@ from gateway.web import (
     ApiError,
     check_origin,
     gateway,
+    parse_body,
     problem_response,
-    read_body,
     resolve,
     session_stream,
     sse_event,
@@ -74,7 +74,7 @@ def post_message(name: str, namespace: str | None = None) -> tuple[str, int] | R
     session = gw.hub.get(request.args.get("sessionId", ""))
     if session is None or session.ref != ref or session.transport != "sse":
         raise ApiError(404, "session_not_found", "no open SSE session with this sessionId; open .../sse again")
-    body, malformed = jsonrpc.parse(read_body())
+    body, malformed = parse_body()
     messages = body if isinstance(body, list) else [body]  # 2024-11-05 still allowed batches
     if malformed is None:
         malformed = jsonrpc.check_batch(messages) if isinstance(body, list) else jsonrpc.validate(body)

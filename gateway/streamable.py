@@ -57,8 +57,8 @@ from gateway.web import (
     Gateway,
     check_origin,
     gateway,
+    parse_body,
     problem_response,
-    read_body,
     resolve,
     rpc_error_response,
     session_stream,
@@ -110,7 +110,7 @@ def post(name: str, namespace: str | None = None) -> Response:
     problem = _bad_version()
     if problem is not None:
         return problem
-    message, malformed = jsonrpc.parse(read_body())
+    message, malformed = parse_body()
     if malformed is None and isinstance(message, list):
         return rpc_error_response(400, INVALID_REQUEST, "Invalid Request: JSON-RPC batches are not supported "
                                   "(removed in 2025-06-18)", "batch_not_supported")

@@ -17,13 +17,14 @@ from urllib.parse import urlsplit
 
 import gevent
 import gevent.queue
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from gateway import hosts
 from gateway.auth import authenticate_request
 from gateway.config import Config
 from gateway.hub import Hub
+from gateway.protocol import jsonrpc
 from gateway.protocol.jsonrpc import Problem, RequestId, dumps
 from gateway.runtime import Runtime, ServerRef
 from gateway.session import CLOSED
@@ -108,6 +109,14 @@ def read_body() -> bytes:
     if len(data) > gateway().config.max_body:
         raise RequestEntityTooLarge()
     return data
+
+
+def parse_body() -> tuple[Any, Problem | None]:
+    """The request body as JSON (jsonrpc.parse), decoded once: the view acts on it and the audit
+    (gateway.audit) reads the same value from `g.nmcp_body`."""
+    body, problem = jsonrpc.parse(read_body())
+    g.nmcp_body = body
+    return body, problem
 
 
 def guard_request() -> Response | None:

@@ -105,8 +105,10 @@ class LocalPod:
         )
 
     def ready_process(self) -> ServerProcess | None:
-        """The running process once the Pod is Ready (what the gateway connects to)."""
-        if self._ready_since is None or self.deleting:
+        """The running process once the Pod is Ready (what the gateway connects to). A process that
+        has just died is not offered, though the loop may not have seen it exit yet: a client that
+        reconnects after a crash waits for the restart instead of meeting a closed port."""
+        if self._ready_since is None or self.deleting or self.process is None or not self.process.alive():
             return None
         return self.process
 

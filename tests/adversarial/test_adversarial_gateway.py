@@ -37,6 +37,7 @@ from tests.adversarial.test_adversarial_gateway_rules import MALFORMED
 from tests.gateway.clients import HTTP, connect
 from tests.gateway.conftest import HERE as GATEWAY_TESTS
 from tests.gateway.conftest import PYTHON, Gateway, run_gateway, server, write_manifests
+from tests.gateway.test_gateway_http_api import in_phase
 from tests.gateway.test_gateway_load import SIXTEEN_MB, text_of
 from tests.support import NODE_BIN, wait_for
 
@@ -102,6 +103,12 @@ def phase(gateway: Gateway, name: str) -> str:
     return requests.get(gateway.api(name), timeout=10).json()["phase"]
 
 
+def started(gateway: Gateway, name: str) -> dict[str, Any]:
+    """Start a server by hand (POST .../request answers 202 at once) and its state once Ready."""
+    assert requests.post(gateway.api(name) + "/request", timeout=60).status_code == 202
+    return wait_for(lambda: in_phase(gateway, name, "Ready"), f"{name} running")
+
+
 def in_flight(gateway: Gateway, name: str) -> float:
     metrics = requests.get(f"{gateway.url}/metrics", timeout=10).text
     found = re.search(rf'^nmcp_gateway_requests_in_flight{{server="default/{name}"}} (\S+)$', metrics, re.M)
@@ -130,7 +137,7 @@ def sender(gateway: Gateway, transport: str) -> Iterator[Callable[[bytes], reque
             wait_for(lambda: phase(gateway, name) == "Ready", f"{name} running")
             yield lambda body: post(endpoint, body)
     else:
-        assert requests.post(gateway.api(name) + "/request", timeout=60).json()["phase"] == "Ready"
+        started(gateway, name)
         yield lambda body: post(gateway.mcp(name), body, **{"MCP-Protocol-Version": "2026-07-28",
                                                             "Mcp-Method": "tools/call"})
 
@@ -223,7 +230,7 @@ def test_a_message_too_large_for_the_server_is_refused_and_the_server_lives_on(l
             again = text_of(await client.call_tool("echo", {"message": "again"}))
             return refused.value, before, after, again
 
-    pid = requests.post(limited.api("everything") + "/request", timeout=60).json()["details"]["pid"]
+    pid = started(limited, "everything")["details"]["pid"]
     refused, before, after, again = anyio.run(main)
     assert refused.error.code == -32600
     assert "NMCP_MAX_MESSAGE" in refused.error.message
@@ -339,7 +346,7 @@ def test_a_session_flood_stops_at_the_cap_and_unused_sessions_expire(limited: Ga
 @pytest.mark.parametrize("route", ["request", "shutdown"])
 def test_a_foreign_page_can_neither_start_nor_stop_a_server(hostile: Gateway, route: str) -> None:
     if route == "shutdown":
-        assert requests.post(hostile.api("target") + "/request", timeout=60).json()["phase"] == "Ready"
+        started(hostile, "target")
     before = phase(hostile, "target")
     form = {"Content-Type": "application/x-www-form-urlencoded"}  # what a cross-site <form> sends
     refused = requests.post(f"{hostile.api('target')}/{route}", data="x=1", timeout=10,

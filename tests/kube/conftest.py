@@ -66,7 +66,8 @@ def gateway_kubeconfig(kube: KubeAPI, ns: str, tmp_path: Path) -> Path:
     release_ns = kube.create_namespace("release")
     docs = render_gateway_rbac(release_ns, [ns], tmp_path)
     kinds = sorted(doc["kind"] for doc in docs)
-    assert kinds == ["Role", "RoleBinding", "ServiceAccount"], kinds
+    # The Role in `ns`, and the cluster-wide permission to verify callers' tokens (TokenReview).
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"], kinds
     kube.apply(docs)
     (account,) = [doc for doc in docs if doc["kind"] == "ServiceAccount"]
     token = kube.service_account_token(release_ns, account["metadata"]["name"])

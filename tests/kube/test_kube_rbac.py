@@ -70,7 +70,8 @@ def test_all_namespaces_under_the_charts_cluster_role(kube: KubeAPI, tmp_path: P
                                                        make_runtime: RuntimeFactory) -> None:
     release_ns = kube.create_namespace("release")
     docs = render_gateway_rbac(release_ns, ["*"], tmp_path, release=release_ns)  # unique cluster-wide names
-    assert sorted(doc["kind"] for doc in docs) == ["ClusterRole", "ClusterRoleBinding", "ServiceAccount"]
+    # The role for every namespace, and the TokenReview one.
+    assert sorted(doc["kind"] for doc in docs) == ["ClusterRole"] * 2 + ["ClusterRoleBinding"] * 2 + ["ServiceAccount"]
     kube.apply(docs)
     (account,) = [doc for doc in docs if doc["kind"] == "ServiceAccount"]
     token = kube.service_account_token(release_ns, account["metadata"]["name"])
