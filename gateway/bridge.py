@@ -1,11 +1,11 @@
 """The session bridge: many client sessions on one upstream MCP session.
 
-A `Bridge` owns the upstream of one running server (or, for `isolation: session`, of one client
-session). It initializes the upstream once, declaring the client capabilities the gateway can
-route (sampling, elicitation, roots), and answers every client's `initialize` from that cached
-result; the client's `notifications/initialized` is swallowed. Client requests go upstream under
-fresh ids; `gateway.routing.route()` decides where each upstream message goes and the bridge
-carries the decision out (see routing.py for the rules).
+A `Bridge` owns the upstream of one running server (or, for an isolated server, of one of its
+instances, a client session's own). It initializes the upstream once, declaring the client
+capabilities the gateway can route (sampling, elicitation, roots), and answers every client's
+`initialize` from that cached result; the client's `notifications/initialized` is swallowed.
+Client requests go upstream under fresh ids; `gateway.routing.route()` decides where each
+upstream message goes and the bridge carries the decision out (see routing.py for the rules).
 
 When the upstream ends (crash, shutdown, idle stop) every request in flight gets a JSON-RPC
 error at once, and the next request starts the server again (`runtime.request`, `wait_ready`,
@@ -71,7 +71,7 @@ TOUCH_INTERVAL = 1.0
 class Bridge:
     """The upstream of one server (or one isolated session) and the sessions it serves."""
 
-    def __init__(self, runtime: Runtime, ref: ServerRef, *, session_key: str | None = None,
+    def __init__(self, runtime: Runtime, ref: ServerRef, *, instance: str | None = None,
                  http_settings: Any = None,
                  count_sessions: Callable[[], int] | None = None, max_message: int | None = None) -> None:
         self.runtime = runtime
@@ -79,7 +79,7 @@ class Bridge:
         self.count_sessions = count_sessions  # the server's sessions on every bridge (isolated ones too)
         self.http_settings = http_settings  # gateway.upstreams.http.UpstreamSettings for HTTP servers
         self.ref = ref
-        self.session_key = session_key  # set for an isolated (per-session) upstream
+        self.instance = instance  # the instance key, for an isolated server's upstream
         self.sessions: dict[str, Session] = {}
         self.pending: dict[RequestId, routing.Pending] = {}
         self.server_requests: dict[RequestId, str] = {}
@@ -145,15 +145,15 @@ class Bridge:
                 else:
                     del self.subscriptions[uri]
                     self._internal_request(up, "resources/unsubscribe", {"uri": uri})
-        if self.session_key is not None:
-            self.close()  # an isolated upstream lives exactly as long as its session
+        if self.instance is not None and not self.sessions:
+            self.close()  # an instance lives exactly as long as its sessions
         self._touch_runtime()
 
     def _touch_runtime(self) -> None:
         self._touched_at = time.monotonic()
         sessions = self.count_sessions() if self.count_sessions is not None else len(self.sessions)
         try:
-            self.runtime.touch(self.ref, sessions)
+            self.runtime.touch(self.ref, sessions, self.instance)
         except RuntimeError_ as err:
             log.debug("%s: touch failed: %s", self.ref, err)
 
@@ -433,12 +433,12 @@ class Bridge:
             return up
 
     def _start(self) -> Upstream:
-        self.runtime.request(self.ref)
+        self.runtime.request(self.ref, self.instance)
         # A client is held for the server's own start timeout: as long as the pool keeps its request
         # waiting for capacity (hooks/lifecycle.py), and as long as a started server may take.
         timeout = self.runtime.get(self.ref).server.start_timeout
-        self.runtime.wait_ready(self.ref, timeout)
-        target = self.runtime.connect(self.ref, self.session_key)
+        self.runtime.wait_ready(self.ref, timeout, self.instance)
+        target = self.runtime.connect(self.ref, self.instance)
         up = self._open(target)
         self._upstream = up
         try:
@@ -506,8 +506,15 @@ class Bridge:
         self._send(up, {"jsonrpc": "2.0", "id": upstream_id, "method": method, "params": params})
 
     def close(self) -> None:
-        """End the upstream for good (an isolated session ended, or the gateway stops)."""
+        """End the upstream for good (an instance's sessions ended, or the gateway stops)."""
         self.closed = True
+        if self.instance is not None:
+            # Released first: the instance's Pod goes now, not at its idle timeout, and closing
+            # the connection below must not read as a crash to restart.
+            try:
+                self.runtime.release(self.ref, self.instance)
+            except RuntimeError_ as err:
+                log.info("%s: releasing instance %s failed: %s", self.ref, self.instance, err)
         up, self._upstream = self._upstream, None
         if up is not None:
             up.close()

@@ -9,6 +9,7 @@ its client for input waits here (parked) for the retry that brings it.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -58,7 +59,7 @@ class Hub:
         self.parked: dict[str, Session] = {}  # stateless sessions waiting for a retry, by requestState
 
     def open(self, ref: ServerRef, transport: str, isolation: str = "shared") -> Session:
-        """A new session on the server's bridge (its own bridge under `isolation: session`).
+        """A new session on the server's bridge (on an instance of its own under `isolation: session`).
 
         SessionLimitReached when the server holds `max_sessions` (stateless requests are not
         sessions that stay: they do not count).
@@ -68,10 +69,11 @@ class Hub:
         session = Session(new_session_id(), ref, transport)
         session.visible_tools = visible_tools()
         isolated = isolation == "session" and getattr(self.runtime, "isolates_sessions", False)
-        key = (ref, session.id if isolated else None)
+        # An instance key: random, never reused, so an instance never serves another client.
+        key = (ref, secrets.token_hex(8) if isolated else None)
         bridge = self.bridges.get(key)
         if bridge is None:
-            bridge = Bridge(self.runtime, ref, session_key=key[1], http_settings=self.http_settings,
+            bridge = Bridge(self.runtime, ref, instance=key[1], http_settings=self.http_settings,
                             max_message=self.max_message,
                             count_sessions=lambda: sum(len(b.sessions) for b in self.bridges_of(ref)))
             self.bridges[key] = bridge
@@ -124,8 +126,8 @@ class Hub:
         bridge = session.bridge
         if bridge is not None:
             bridge.detach(session)
-            if bridge.session_key is not None:
-                self.bridges.pop((bridge.ref, bridge.session_key), None)
+            if bridge.instance is not None and bridge.closed:
+                self.bridges.pop((bridge.ref, bridge.instance), None)
 
     def expire(self) -> int:
         """Close the Streamable HTTP sessions nobody used for their server's session timeout and

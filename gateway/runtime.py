@@ -120,9 +120,10 @@ class HttpEndpoint:
 
 
 class Runtime(Protocol):
-    # True when `connect(ref, session)` starts a process of the session's own (`isolation:
-    # session`). The gateway reads it with getattr(..., False): a runtime without it serves every
-    # session of such a server from its one upstream, never from several attaches to one process.
+    # True when the runtime runs instances of isolated servers (`isolation: session`): every
+    # method below that takes an `instance` key then acts on that instance's own Pod, which the
+    # pool admits like any other. The gateway reads it with getattr(..., False): a runtime
+    # without it serves every session of such a server from one upstream.
     isolates_sessions: bool
 
     def list_servers(self) -> list[ServerState]:
@@ -134,21 +135,24 @@ class Runtime(Protocol):
     def get(self, ref: ServerRef) -> ServerState:
         """The server's current state; ServerNotFound."""
 
-    def request(self, ref: ServerRef) -> None:
-        """Signal demand: the server should run (never lost, even while it is Stopping)."""
+    def request(self, ref: ServerRef, instance: str | None = None) -> None:
+        """Signal demand: the server (or one instance of it) should run (never lost, even while it is Stopping)."""
+
+    def release(self, ref: ServerRef, instance: str) -> None:
+        """The instance's client is gone: its Pod stops now."""
 
     def shutdown(self, ref: ServerRef) -> None:
         """Ask for the server to stop."""
 
-    def touch(self, ref: ServerRef, sessions: int) -> None:
-        """Record activity and the number of open client sessions (rate-limited by the runtime)."""
+    def touch(self, ref: ServerRef, sessions: int, instance: str | None = None) -> None:
+        """Record activity (of the server, or of one instance) and the number of open client
+        sessions (rate-limited by the runtime)."""
 
-    def wait_ready(self, ref: ServerRef, timeout: float) -> ServerState:
-        """Block (the greenlet) until the server is Ready; StartFailed naming the reason otherwise."""
+    def wait_ready(self, ref: ServerRef, timeout: float, instance: str | None = None) -> ServerState:
+        """Block (the greenlet) until the server (or the instance) is Ready; StartFailed naming the reason otherwise."""
 
-    def connect(self, ref: ServerRef, session: str | None = None) -> StdioConnection | HttpEndpoint:
-        """A connection to a Ready server. `session` is set for servers with `isolation: session`,
-        whose every client session gets its own process."""
+    def connect(self, ref: ServerRef, instance: str | None = None) -> StdioConnection | HttpEndpoint:
+        """A connection to a Ready server, or to the Pod of one of its instances."""
 
     def logs(self, ref: ServerRef, follow: bool) -> Iterator[str]:
         """The server's stderr / container log lines."""

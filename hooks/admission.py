@@ -23,7 +23,6 @@ from datetime import datetime
 
 from hooks import lifecycle
 from hooks.lifecycle import PodView
-from nmcp.model.naming import label_value
 from nmcp.model.resources import Pool, Server, SpecError
 
 
@@ -54,8 +53,9 @@ def _request_order(server: Server) -> tuple[float, str]:
 
 def plan_pool(pool: Pool, servers: Sequence[Server], pods: Sequence[PodView],
               problems: Mapping[str, Sequence[SpecError]], now: datetime) -> PoolPlan:
-    """Decide the pool's Pods. `servers` are the pool's; `problems` maps server key to its spec problems."""
-    by_label = {pod.server_label: pod for pod in pods}
+    """Decide the pool's Pods. `servers` are the pool's units: its shared servers and one view per
+    instance of its isolated ones (`Server.instance_view`); `problems` maps unit key to its spec problems."""
+    by_unit = {pod.unit: pod for pod in pods}
     # One pass over the servers: a pool sync may carry thousands of them.
     kept: list[Server] = []
     idle_running: list[Server] = []
@@ -63,7 +63,7 @@ def plan_pool(pool: Pool, servers: Sequence[Server], pods: Sequence[PodView],
     stopped: list[Server] = []
     moments: list[datetime] = []
     for server in servers:
-        pod = by_label.get(label_value(server.name))
+        pod = by_unit.get(lifecycle.unit_of(server))
         runnable = not problems.get(server.key) and not server.deleting
         if pod is not None:
             if runnable and lifecycle.keep_running(server, pool, pod, now):

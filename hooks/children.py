@@ -24,7 +24,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from nmcp.model.naming import child_name, label_value, server_labels
+from nmcp.model.naming import child_name, label_value, pod_name, server_labels
 from nmcp.model.quantity import canonical_quantity
 from nmcp.model.resources import ANN_ANSWERS_REQUEST, ANN_SPEC_HASH, LABEL_SERVER, Pool, Server
 
@@ -126,7 +126,7 @@ def new_pod(server: Server, pool: Pool | None, answers: str | None = None) -> di
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": child_name(server.name),
+            "name": pod_name(server.name, server.instance),
             "namespace": server.namespace,
             "labels": server_labels(server),
             "annotations": annotations,

@@ -31,6 +31,7 @@ from nmcp.model.resources import (
     ANN_ANSWERS_REQUEST,
     ANN_SPEC_HASH,
     GROUP,
+    LABEL_INSTANCE,
     LABEL_POOL,
     LABEL_SERVER,
     Pool,
@@ -88,6 +89,12 @@ class PodView:
     status_message: str
     answers: str = ""  # the request it was started for (annotation, as written by the pool)
     spec_hash: str = ""  # of the Pod spec it was built with (annotation)
+    instance_label: str = ""  # the instance it runs, for an isolated server
+
+    @property
+    def unit(self) -> tuple[str, str]:
+        """What the Pod runs: its server's label value and its instance key ("" when shared)."""
+        return (self.server_label, self.instance_label)
 
     @property
     def ready(self) -> bool:
@@ -168,6 +175,7 @@ def read_pod(obj: Mapping[str, Any]) -> PodView:
         status_message=str(status.get("message") or ""),
         answers=str(annotations.get(ANN_ANSWERS_REQUEST) or ""),
         spec_hash=str(annotations.get(ANN_SPEC_HASH) or ""),
+        instance_label=str(labels.get(LABEL_INSTANCE, "")),
     )
 
 
@@ -449,10 +457,15 @@ def condition(type_: str, status: bool, reason: str, message: str, *, generation
             "lastTransitionTime": format_time(since), "observedGeneration": generation}
 
 
+def unit_of(server: Server) -> tuple[str, str]:
+    """The labels the Pod of a server (or of one instance of it) carries: `PodView.unit`."""
+    return (label_value(server.name), server.instance)
+
+
 def own_pod(server: Server, pods: Iterable[PodView]) -> PodView | None:
-    """The server's Pod among observed ones (matched by label, as the pool names them)."""
-    label = label_value(server.name)
+    """The server's (or the instance's) Pod among observed ones, matched by label as the pool names them."""
+    unit = unit_of(server)
     for pod in pods:
-        if pod.server_label == label and (not pod.namespace or pod.namespace == server.namespace):
+        if pod.unit == unit and (not pod.namespace or pod.namespace == server.namespace):
             return pod
     return None

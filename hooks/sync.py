@@ -37,6 +37,8 @@ from hooks.schemas import CustomizeResponse, SyncResponse
 from nmcp.model.naming import child_name, label_value
 from nmcp.model.resources import (
     API_VERSION,
+    LABEL_SERVER,
+    Demand,
     Pool,
     Server,
     SpecError,
@@ -133,19 +135,32 @@ def _pool_servers(request: Mapping[str, Any], pool: Pool) -> list[Server]:
     return [servers[key] for key in sorted(servers)]
 
 
+def _units(server: Server) -> list[Server]:
+    """What of a server its pool runs: the server itself, or, isolated, each instance asked for."""
+    if not server.isolated:
+        return [server]
+    return [server.instance_view(key) for key in sorted(server.demand.instances)]
+
+
+def _answer_key(server: Server) -> str:
+    """A server's (or an instance's) key in the pool's `status.answeredRequests`."""
+    return f"{server.name}#{server.instance}" if server.instance else server.name
+
+
 def _with_answer(server: Server, pod: PodView | None, pool: Pool | None) -> Server:
     """`server` with the latest request a start of it answered, from its Pod and the pool's record."""
-    times = [t for t in (pod.answered_at if pod else None, pool.answered.get(server.name) if pool else None) if t]
+    recorded = pool.answered.get(_answer_key(server)) if pool else None
+    times = [t for t in (pod.answered_at if pod else None, recorded) if t]
     return dataclasses.replace(server, answered_at=max(times)) if times else server
 
 
-def _answers(server: Server, pods: Mapping[str, PodView]) -> str | None:
+def _answers(server: Server, pods: Mapping[tuple[str, str], PodView]) -> str | None:
     """The answers-request annotation of a server's desired Pod.
 
     A Pod that runs keeps the value it was made with (a changed annotation would read as a change
     of the Pod, and `Recreate` would replace it); a new Pod answers the latest request.
     """
-    pod = pods.get(label_value(server.name))
+    pod = pods.get(lifecycle.unit_of(server))
     if pod is not None:
         return pod.answers or None
     requested = server.demand.requested_at
@@ -155,7 +170,7 @@ def _answers(server: Server, pods: Mapping[str, PodView]) -> str | None:
 def _answered_requests(servers: Sequence[Server], now: datetime) -> dict[str, str]:
     """What the pool remembers in its status once a Pod is gone: each answered request that is
     still recent enough to ask for a start (older ones cannot, so the record stays small)."""
-    return {s.name: format_time_precise(s.answered_at) for s in servers
+    return {_answer_key(s): format_time_precise(s.answered_at) for s in servers
             if s.answered_at is not None and lifecycle.request_answered(s) and lifecycle.awaited(s, now)}
 
 
@@ -181,29 +196,33 @@ def sync_pool(request: Mapping[str, Any], now: datetime) -> SyncResponse:
                               ready=ready, previous=previous, now=now)
         return {"status": status, "children": [], "finalized": left == 0}
 
-    by_label = {pod.server_label: pod for pod in pods}
-    servers = [_with_answer(s, by_label.get(label_value(s.name)), pool) for s in servers]
-    problems = {s.key: lifecycle.spec_problems(s, runtime) + _trial(s, pool, by_label.get(label_value(s.name)), now)
+    by_unit = {pod.unit: pod for pod in pods}
+    units_of = {s.key: [_with_answer(u, by_unit.get(lifecycle.unit_of(u)), pool) for u in _units(s)]
                 for s in servers}
-    # A server nmcp cannot compute with stays out of the plan (no Pod, counted as stopped):
+    units = [u for s in servers for u in units_of[s.key]]
+    problems = {u.key: lifecycle.spec_problems(u, runtime) + _trial(u, pool, by_unit.get(lifecycle.unit_of(u)), now)
+                for u in units}
+    # A unit nmcp cannot compute with stays out of the plan (no Pod, counted as stopped):
     # one server's data never fails its pool's sync, which would stop every other server's.
-    broken = [s for s in servers if any(p.field == UNRECONCILABLE for p in problems[s.key])]
-    servers = [s for s in servers if s not in broken]
-    plan = plan_pool(pool, servers, pods, problems, now)
+    broken = {u.key for u in units if any(p.field == UNRECONCILABLE for p in problems[u.key])}
+    plan = plan_pool(pool, [u for u in units if u.key not in broken], pods, problems, now)
     waiting = len(plan.waiting)
+    stopped_units = broken | {u.key for u in plan.stopped}
+    # A server is stopped when none of its units runs or waits (an isolated one with no instance too).
+    stopped = sum(1 for s in servers if all(u.key in stopped_units for u in units_of[s.key]))
     if pool.problems:
         # Each problem says what is used instead (nmcp.model.resources.read_pool).
         ready = (False, Reason.INVALID_SPEC, "; ".join(f"{p.field}: {p.message}" for p in pool.problems))
     else:
         ready = (True, Reason.RECONCILED, f"{plan.occupied}/{pool.max_active} servers running, {waiting} waiting")
     status = _pool_status(pool, active=plan.occupied, idle=len(plan.idle), waiting=waiting,
-                          stopped=len(plan.stopped) + len(broken), servers=len(servers) + len(broken), ready=ready,
+                          stopped=stopped, servers=len(servers), ready=ready,
                           previous=previous, now=now,
-                          answered=_answered_requests(servers, now))
+                          answered=_answered_requests(units, now))
     response: SyncResponse = {
         "status": status,
-        "children": [child for server in plan.running
-                     for child in desired_children(server, pool, _answers(server, by_label))],
+        "children": [child for unit in plan.running
+                     for child in desired_children(unit, pool, _answers(unit, by_unit))],
     }
     if plan.resync_after:
         response["resyncAfterSeconds"] = plan.resync_after
@@ -268,11 +287,14 @@ def _related_pool(request: Mapping[str, Any], server: Server) -> Pool | None:
 
 
 def sync_server(request: Mapping[str, Any], now: datetime) -> SyncResponse:
-    """MCPServer sync (phase, conditions, timestamps) and finalize (done once its Pod is gone)."""
+    """MCPServer sync (phase, conditions, timestamps) and finalize (done once its Pods are gone)."""
     parent = request["parent"]
     server = read_server(parent)
     pool = _related_pool(request, server)
-    pod = lifecycle.own_pod(server, (read_pod(obj) for obj in objects(request.get("related"), "Pod")))
+    pods = [read_pod(obj) for obj in objects(request.get("related"), "Pod")]
+    if server.isolated:
+        return _sync_isolated(request, server, pool, pods, now)
+    pod = lifecycle.own_pod(server, pods)
     server = _with_answer(server, pod, pool)
     trial = _trial(server, pool, pod, now)
     problems = lifecycle.spec_problems(server, lifecycle.runtime_of(request.get("controller"))) + trial
@@ -281,10 +303,9 @@ def sync_server(request: Mapping[str, Any], now: datetime) -> SyncResponse:
     # count will do; counting its Pods here would re-sync every server on every Pod event.
     verdict = lifecycle.verdict(server, pool, pod, pool_pods=pool.active if pool else 0, problems=problems,
                                 now=now, outdated=outdated)
-    response: SyncResponse = {
-        "status": _server_status(server, pool, verdict, pod, previous=_previous_status(parent), now=now),
-        "children": [],
-    }
+    status = _server_status(server, pool, verdict, pod, previous=_previous_status(parent), now=now)
+    status["runningInstances"] = int(pod is not None and not pod.terminating)
+    response: SyncResponse = {"status": status, "children": []}
     if request.get("finalizing"):
         # The pool drops the Pod of a server being deleted; done once it is observed gone.
         response["finalized"] = pod is None
@@ -295,10 +316,73 @@ def sync_server(request: Mapping[str, Any], now: datetime) -> SyncResponse:
     return response
 
 
+# The phase an isolated server shows is that of its most advanced instance.
+_PHASE_ORDER = (Phase.READY, Phase.STARTING, Phase.REQUESTED, Phase.DEGRADED, Phase.STOPPING, Phase.IDLE)
+
+
+def _sync_isolated(request: Mapping[str, Any], server: Server, pool: Pool | None, pods: Sequence[PodView],
+                   now: datetime) -> SyncResponse:
+    """An isolated server: each instance asked for gets the verdict a server would (`status.instances`,
+    which the gateway waits on), and the server shows its most advanced instance's phase."""
+    runtime = lifecycle.runtime_of(request.get("controller"))
+    own = [pod for pod in pods if pod.server_label == label_value(server.name)]
+    pool_pods = pool.active if pool else 0
+    instances: dict[str, dict[str, str]] = {}
+    verdicts: list[lifecycle.Verdict] = []
+    moments: list[datetime] = []
+    for key in sorted(server.demand.instances):
+        pod = lifecycle.own_pod(server.instance_view(key), own)
+        unit = _with_answer(server.instance_view(key), pod, pool)
+        trial = _trial(unit, pool, pod, now)
+        problems = lifecycle.spec_problems(unit, runtime) + trial
+        outdated = not trial and pod is not None and pod.spec_hash != spec_hash(new_pod_spec(unit, pool))
+        verdict = lifecycle.verdict(unit, pool, pod, pool_pods=pool_pods, problems=problems, now=now,
+                                    outdated=outdated)
+        instances[unit.instance] = {"phase": verdict.phase, "reason": verdict.reason, "message": verdict.message}
+        if pod is not None:
+            instances[unit.instance]["podName"] = pod.name
+        verdicts.append(verdict)
+        if not trial:
+            moments.extend(lifecycle.deadlines(unit, pool, pod))
+    # The server as a whole, without an instance: what it shows when none is asked for (Idle, or
+    # Degraded for a bad spec or a missing pool, whatever its instances say).
+    latest = max((t for i in server.demand.instances.values() for t in (i.requested_at, i.last_active_at) if t),
+                 default=server.demand.last_active_at)
+    whole = dataclasses.replace(server, demand=Demand(last_active_at=latest,
+                                                      stop_requested_at=server.demand.stop_requested_at))
+    trial = _trial(whole, pool, None, now)
+    problems = lifecycle.spec_problems(whole, runtime) + trial
+    verdict = lifecycle.verdict(whole, pool, None, pool_pods=pool_pods, problems=problems, now=now)
+    if verdicts and not problems and pool is not None:
+        verdict = min(verdicts, key=lambda v: _PHASE_ORDER.index(v.phase))
+        if verdict.phase == Phase.READY:
+            ready = sum(1 for v in verdicts if v.phase == Phase.READY)
+            verdict = dataclasses.replace(verdict, message=f"{ready} of {len(verdicts)} instances ready")
+    status = _server_status(whole, pool, verdict, None, previous=_previous_status(request["parent"]), now=now)
+    status["sessions"] = server.demand.sessions
+    if instances:
+        status["instances"] = instances
+    status["runningInstances"] = sum(1 for pod in own if not pod.terminating)
+    response: SyncResponse = {"status": status, "children": []}
+    if request.get("finalizing"):
+        response["finalized"] = not own
+        return response
+    if not trial:
+        moments.extend(lifecycle.deadlines(whole, pool, None))
+    resync = lifecycle.resync_after(moments, now)
+    if resync:
+        response["resyncAfterSeconds"] = resync
+    return response
+
+
 def customize_server(request: Mapping[str, Any]) -> CustomizeResponse:
-    """A server relates its pool and its own Pod, both by name: no other Pod's events sync it."""
+    """A server relates its pool and its own Pod, both by name: no other Pod's events sync it. An
+    isolated server relates its instances' Pods by its server label."""
     server = read_server(request["parent"])
+    own_pods: dict[str, Any] = (
+        {"labelSelector": {"matchLabels": {LABEL_SERVER: label_value(server.name)}}} if server.isolated
+        else {"names": [child_name(server.name)]})
     return {"relatedResources": [
         {"apiVersion": API_VERSION, "resource": "mcppools", "namespace": server.namespace, "names": [server.pool]},
-        {"apiVersion": "v1", "resource": "pods", "namespace": server.namespace, "names": [child_name(server.name)]},
+        {"apiVersion": "v1", "resource": "pods", "namespace": server.namespace, **own_pods},
     ]}

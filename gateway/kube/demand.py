@@ -16,6 +16,9 @@ The rules, in the hooks' terms (`hooks.lifecycle.pending`, `keep_running`):
   the hook could call the server idle). Activity is written only while the server is Ready:
   a last-active-at newer than a pending request would cancel that request.
 * Nothing wanted is dropped on an API error: it stays wanted and is retried.
+* Instances of an isolated server (`instances`, one JSON annotation this gateway owns): a new
+  instance, a new request of one and a released one are written at once; only an instance's
+  activity waits, coalesced with the rest.
 
 Times are written with microseconds (`format_time_precise`): a stop and a request in the same
 second must still be ordered.
@@ -26,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,12 +37,15 @@ from typing import Any
 from gateway.kube.client import NotFound
 from gateway.runtime import RuntimeError_, ServerRef
 from nmcp.model.resources import (
+    ANN_INSTANCES,
     ANN_LAST_ACTIVE_AT,
     ANN_REQUESTED_AT,
     ANN_SESSIONS,
     ANN_STOP_REQUESTED_AT,
     Demand,
+    InstanceDemand,
     format_time_precise,
+    write_instances,
 )
 from nmcp.model.vocabulary import Phase
 
@@ -61,6 +67,7 @@ class Wanted:
     last_active_at: datetime | None = None
     stop_requested_at: datetime | None = None
     sessions: int | None = None
+    instances: Mapping[str, InstanceDemand] | None = None  # the whole map, as this gateway holds it
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,11 @@ def plan_write(phase: str, stored: Demand, wanted: Wanted, now: datetime, *, sin
     wanted = replace(wanted, requested_at=None)
 
     deferred: dict[str, str] = {}
+    if wanted.instances is not None and dict(wanted.instances) != dict(stored.instances):
+        starts = {k: i.requested_at for k, i in wanted.instances.items()}
+        stored_starts = {k: i.requested_at for k, i in stored.instances.items()}
+        # Activity alone can wait; an instance asked for or released cannot.
+        (deferred if starts == stored_starts else urgent)[ANN_INSTANCES] = write_instances(wanted.instances)
     if phase == Phase.READY and _newer(wanted.last_active_at, stored.last_active_at):
         deferred[ANN_LAST_ACTIVE_AT] = format_time_precise(wanted.last_active_at)  # type: ignore[arg-type]
     if wanted.sessions is not None and wanted.sessions != stored.sessions:
@@ -130,7 +142,7 @@ def merged_demand(a: Demand, b: Demand) -> Demand:
     return Demand(requested_at=latest(a.requested_at, b.requested_at),
                   last_active_at=latest(a.last_active_at, b.last_active_at),
                   stop_requested_at=latest(a.stop_requested_at, b.stop_requested_at),
-                  sessions=b.sessions)
+                  sessions=b.sessions, instances=b.instances)
 
 
 @dataclass(frozen=True)
@@ -210,6 +222,18 @@ class DemandWriter:
         if not planned:  # under constant traffic a write is already planned: nothing to do
             self._schedule(entry, 0.0)
 
+    def instances(self, ref: ServerRef, instances: Mapping[str, InstanceDemand], *, urgent: bool) -> None:
+        """The instances this gateway needs of an isolated server (the whole map); an urgent change
+        (an instance asked for or released) is written before this returns."""
+        entry = self._entry(ref)
+        with entry.lock:
+            entry.wanted = replace(entry.wanted, instances=dict(instances))
+            planned = entry.due is not None
+        if urgent:
+            self._apply(ref, entry, raise_errors=True)
+        elif not planned:
+            self._schedule(entry, 0.0)
+
     def changed(self, ref: ServerRef) -> None:
         """The server changed in the cache (a new phase): plan again soon, outside the watch loop."""
         with self._entries_lock:
@@ -272,7 +296,8 @@ class DemandWriter:
                 entry.written = Demand.from_annotations(obj.get("metadata", {}).get("annotations"))
                 entry.wanted = _satisfied(entry.wanted, entry.written)
                 # Something deferred may still be wanted (e.g. activity while not Ready).
-                if entry.wanted.last_active_at is not None or entry.wanted.sessions is not None:
+                if entry.wanted.last_active_at is not None or entry.wanted.sessions is not None \
+                        or entry.wanted.instances is not None:
                     self._schedule(entry, self.policy.interval)
             elif plan.due_in is not None:
                 self._schedule(entry, plan.due_in)
@@ -305,4 +330,6 @@ def _satisfied(wanted: Wanted, written: Demand) -> Wanted:
         stop_requested_at=(wanted.stop_requested_at
                            if _newer(wanted.stop_requested_at, written.stop_requested_at) else None),
         sessions=wanted.sessions if wanted.sessions is not None and wanted.sessions != written.sessions else None,
+        instances=(wanted.instances if wanted.instances is not None
+                   and dict(wanted.instances) != dict(written.instances) else None),
     )

@@ -6,17 +6,22 @@ hooks write to turn Ready (woken by watch events), then connects: stdio servers 
 `pods/attach` API (`gateway.kube.attach`), HTTP servers through their Service's cluster DNS
 name. Logs stream from `pods/log`.
 
+An isolated server's instances: the gateway keeps the instances it needs (key -> request and
+activity times) and writes them whole in the `instances` annotation; it waits for the instance's
+entry of `status.instances` to turn Ready and attaches to that instance's Pod.
+
 Settings: the `(kubernetes)` rows of the gateway's settings table (gateway/config.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,8 +41,8 @@ from gateway.runtime import (
     StartFailed,
     StdioConnection,
 )
-from nmcp.model.naming import child_name
-from nmcp.model.resources import LABEL_SERVER, Demand, Server, parse_time, read_server
+from nmcp.model.naming import child_name, pod_name
+from nmcp.model.resources import LABEL_SERVER, Demand, InstanceDemand, Server, parse_time, read_server
 from nmcp.model.vocabulary import Phase, Reason, status_of
 
 log = logging.getLogger(__name__)
@@ -107,9 +112,7 @@ def _is_protocol_line(line: str) -> bool:
 class KubernetesRuntime:
     """`gateway.runtime.Runtime` on a cluster; see the module docstring."""
 
-    # A server has one Pod: `isolation: session` cannot give each session a process of its own here,
-    # so the bridge serves every session from the one attach (never several attaches to one process).
-    isolates_sessions = False
+    isolates_sessions = True  # an isolated server's instances are Pods of their own (gateway.runtime)
 
     def __init__(self, client: KubeClient, settings: KubeSettings) -> None:
         self.client = client
@@ -124,6 +127,7 @@ class KubernetesRuntime:
         self.writer = DemandWriter(self._patch, self._observe, Policy(interval=settings.write_interval))
         self._attaches: dict[int, tuple[ServerRef, attach.AttachConnection]] = {}
         self._attach_failures: dict[ServerRef, str] = {}
+        self._instances: dict[ServerRef, dict[str, InstanceDemand]] = {}  # what this gateway needs
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -190,12 +194,34 @@ class KubernetesRuntime:
             raise ServerNotFound(f"no MCPServer {ref}")
         return state_of(obj)
 
-    def request(self, ref: ServerRef) -> None:
+    def request(self, ref: ServerRef, instance: str | None = None) -> None:
         self.get(ref)
         try:
-            self.writer.request(ref)
+            if instance is None:
+                self.writer.request(ref)
+            else:
+                self._set_instance(ref, instance, requested=True)
         except NotFound as err:
             raise ServerNotFound(f"no MCPServer {ref}") from err
+
+    def _set_instance(self, ref: ServerRef, instance: str, *, requested: bool = False) -> None:
+        """Record a request (written at once) or activity (coalesced) of one instance."""
+        now = datetime.now(UTC)
+        with self._lock:
+            held = self._instances.setdefault(ref, {})
+            entry = held.get(instance, InstanceDemand())
+            held[instance] = replace(entry, requested_at=now) if requested else replace(entry, last_active_at=now)
+            wanted = dict(held)
+        self.writer.instances(ref, wanted, urgent=requested)
+
+    def release(self, ref: ServerRef, instance: str) -> None:
+        with self._lock:
+            held = self._instances.get(ref, {})
+            if held.pop(instance, None) is None:
+                return
+            wanted = dict(held)
+        with contextlib.suppress(NotFound):  # the server is gone, and its instances with it
+            self.writer.instances(ref, wanted, urgent=True)
 
     def shutdown(self, ref: ServerRef) -> None:
         self.get(ref)
@@ -204,14 +230,24 @@ class KubernetesRuntime:
         except NotFound as err:
             raise ServerNotFound(f"no MCPServer {ref}") from err
 
-    def touch(self, ref: ServerRef, sessions: int) -> None:
+    def touch(self, ref: ServerRef, sessions: int, instance: str | None = None) -> None:
+        if instance is not None:
+            obj = self._object(ref)
+            # As for a server: activity counts only once the instance runs.
+            if obj is not None and _instance_status(obj, instance).get("phase") == Phase.READY:
+                with self._lock:
+                    known = instance in self._instances.get(ref, {})
+                if known:
+                    self._set_instance(ref, instance)
         self.writer.touch(ref, sessions)
 
     def _demand(self, ref: ServerRef, obj: Mapping[str, Any]) -> Demand:
         return self.writer.stored(ref, read_server(obj).demand)
 
-    def wait_ready(self, ref: ServerRef, timeout: float) -> ServerState:
+    def wait_ready(self, ref: ServerRef, timeout: float, instance: str | None = None) -> ServerState:
         """Block until Ready, woken by watch events; re-request if the server stops meanwhile."""
+        if instance is not None:
+            return self._wait_instance(ref, instance, timeout)
         last_request_generation = -1
 
         def check() -> tuple[str, ServerState | None] | None:
@@ -253,6 +289,35 @@ class KubernetesRuntime:
                 obj = self._object(ref)
                 raise start_failure(state_of(obj) if obj else None, ref, timeout)
 
+    def _wait_instance(self, ref: ServerRef, instance: str, timeout: float) -> ServerState:
+        """Block until the instance's status is Ready and its Pod is in the cache, woken by watch
+        events; fail at once when the hooks judged it Degraded, or when it stopped (its client is gone)."""
+
+        def check() -> tuple[str, ServerState | None] | None:
+            obj = self._object(ref)
+            if obj is None:
+                return ("gone", None)
+            state = _instance_state(obj, instance)
+            if state is None:
+                return None  # the hooks have not seen the request yet
+            if state.phase == Phase.READY and self.store.get(PODS.plural, ref.namespace, _instance_pod(obj, instance)):
+                return ("ready", state)
+            if state.phase == Phase.DEGRADED or (state.phase == Phase.IDLE and state.reason in Reason.PERMANENT):
+                return ("failed", state)
+            return None
+
+        outcome = self.store.wait_for(check, timeout)
+        if outcome is None:
+            obj = self._object(ref)
+            raise start_failure(_instance_state(obj, instance) if obj else None, ref, timeout)
+        what, state = outcome
+        if what == "gone":
+            raise ServerNotFound(f"MCPServer {ref} was deleted while a client waited for it")
+        assert state is not None
+        if what == "failed":
+            raise start_failure(state, ref, timeout)
+        return state
+
     def _pod(self, ref: ServerRef, state: ServerState) -> dict[str, Any]:
         name = str(state.extra.get("podName") or child_name(ref.name))
         pod = self.store.get(PODS.plural, ref.namespace, name)
@@ -264,8 +329,15 @@ class KubernetesRuntime:
                                   reason=Reason.POD_MISSING) from err
         return pod
 
-    def connect(self, ref: ServerRef, session: str | None = None) -> StdioConnection | HttpEndpoint:
+    def connect(self, ref: ServerRef, instance: str | None = None) -> StdioConnection | HttpEndpoint:
         state = self.get(ref)
+        if instance is not None:
+            obj = self._object(ref)
+            own = _instance_state(obj, instance) if obj else None
+            if own is None or own.phase != Phase.READY:
+                raise StartFailed(f"{ref} (instance {instance}) is {own.phase if own else 'unknown'}, not Ready",
+                                  reason=Reason.NOT_RUNNING)
+            return self._attach(ref, state.server, self._pod(ref, own), instance)
         server = state.server
         if state.phase != Phase.READY:
             raise StartFailed(f"{ref} is {state.phase}, not Ready", reason=Reason.NOT_RUNNING)
@@ -275,7 +347,8 @@ class KubernetesRuntime:
                                 transport=server.transport.type)
         return self._attach(ref, server, self._pod(ref, state))
 
-    def _attach(self, ref: ServerRef, server: Server, pod: Mapping[str, Any]) -> attach.AttachConnection:
+    def _attach(self, ref: ServerRef, server: Server, pod: Mapping[str, Any],
+                instance: str | None = None) -> attach.AttachConnection:
         name = pod["metadata"]["name"]
         uid = pod["metadata"].get("uid")
         restarts = _restarts(pod)
@@ -293,7 +366,8 @@ class KubernetesRuntime:
             with self._lock:
                 self._attaches.pop(id(conn), None)
                 obj = self._object(ref)
-                if obj is not None and status_of(obj).phase in Phase.RUNNING:
+                released = instance is not None and instance not in self._instances.get(ref, {})
+                if obj is not None and status_of(obj).phase in Phase.RUNNING and not released:
                     self._attach_failures[ref] = f"attach to Pod {ref.namespace}/{name} ended: {reason}"
             self.store.notify()
 
@@ -348,6 +422,25 @@ class KubernetesRuntime:
         for conn in conns:
             conn.close()
         self.client.close()
+
+
+def _instance_status(obj: Mapping[str, Any], instance: str) -> Mapping[str, Any]:
+    instances = (obj.get("status") or {}).get("instances")
+    entry = instances.get(instance) if isinstance(instances, Mapping) else None
+    return entry if isinstance(entry, Mapping) else {}
+
+
+def _instance_pod(obj: Mapping[str, Any], instance: str) -> str:
+    return str(_instance_status(obj, instance).get("podName") or pod_name(obj["metadata"]["name"], instance))
+
+
+def _instance_state(obj: Mapping[str, Any], instance: str) -> ServerState | None:
+    """One instance's phase as the server hook wrote it (None until it has), in a server's terms."""
+    own = _instance_status(obj, instance)
+    if not own.get("phase"):
+        return None
+    return ServerState(server=read_server(obj), phase=str(own["phase"]), reason=str(own.get("reason") or ""),
+                       message=str(own.get("message") or ""), extra={"podName": _instance_pod(obj, instance)})
 
 
 def _container_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:

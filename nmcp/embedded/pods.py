@@ -83,7 +83,6 @@ class LocalPod:
         grace = spec.get("terminationGracePeriodSeconds")
         self.grace = float(grace) if isinstance(grace, (int, float)) else DEFAULT_GRACE
         self._cwd = cwd
-        self._session_processes: list[ServerProcess] = []
         self._supervisor = gevent.spawn(self._supervise)
 
     @property
@@ -111,19 +110,6 @@ class LocalPod:
         if self._ready_since is None or self.deleting or self.process is None or not self.process.alive():
             return None
         return self.process
-
-    def session_process(self) -> ServerProcess:
-        """A process of its own for one client session (`isolation: session`), from the same
-        container spec; it ends with its session or with the Pod. OSError if it cannot start."""
-        process = ServerProcess(f"{self.name}-session", self.command[:1], self.command[1:], self.env,
-                                log_buffer=self.log_buffer, cwd=self._cwd, stop_grace=self.grace,
-                                secrets=self.secrets)
-        self._session_processes = [p for p in self._session_processes if p.alive()] + [process]
-        return process
-
-    @property
-    def session_processes(self) -> int:
-        return sum(1 for p in self._session_processes if p.alive())
 
     # -- the kubelet part ----------------------------------------------------------------------
     def _supervise(self) -> None:
@@ -204,21 +190,18 @@ class LocalPod:
         gevent.spawn(self._stop)
 
     def _stop(self) -> None:
-        sessions = [gevent.spawn(p.stop, self.grace) for p in self._session_processes]
         proc = self.process
         try:
             if proc is not None:
                 code = proc.stop(self.grace)
                 log.info("pod %s: process %d stopped (status %s)", self.key, proc.pid, code)
             self._supervisor.join()
-            gevent.joinall(sessions)
         except Exception:  # a Pod must never stay terminating: log, make sure the process is gone
             log.exception("pod %s: stopping failed; killing its processes", self.key)
             self._supervisor.kill()
-            for process in [proc, *self._session_processes]:
-                if process is not None:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(process.pid, signal.SIGKILL)
+            if proc is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
         finally:
             self.process = None
             self.gone.set()
@@ -226,15 +209,11 @@ class LocalPod:
 
 
 class PodConnection:
-    """The stdio of a Pod's process, as handed to the gateway (a `StdioConnection`).
+    """The stdio of a Pod's process, as handed to the gateway (a `StdioConnection`)."""
 
-    With `session`, the process is one client session's own: closing ends just that process.
-    """
-
-    def __init__(self, pod: LocalPod, process: ServerProcess, *, session: bool = False) -> None:
+    def __init__(self, pod: LocalPod, process: ServerProcess) -> None:
         self.pod = pod
         self.process = process
-        self.session = session
 
     def send(self, message: bytes) -> None:
         self.process.send(message)
@@ -243,10 +222,7 @@ class PodConnection:
         return self.process.receive()
 
     def close(self) -> None:
-        if self.session:
-            gevent.spawn(self.process.stop)  # the session is over; nobody waits for the exit
-        else:
-            self.pod.release(self.process)
+        self.pod.release(self.process)
 
 
 def _tail(buffer: LogBuffer, lines: int = 3) -> str:

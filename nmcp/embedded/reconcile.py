@@ -43,8 +43,8 @@ from nmcp.embedded.pods import LocalPod
 from nmcp.embedded.process import LogBuffer
 from nmcp.embedded.store import POOL, SERVER, Store
 from nmcp.model.manifests import LoadResult, fingerprint, load
-from nmcp.model.naming import child_name
-from nmcp.model.resources import format_time_precise
+from nmcp.model.naming import label_value
+from nmcp.model.resources import LABEL_SERVER, format_time_precise
 from nmcp.model.vocabulary import Condition, Phase, Reason
 
 log = logging.getLogger("nmcp.up")
@@ -85,7 +85,8 @@ class Reconciler:
         self.pods: dict[str, LocalPod] = {}
         self.services: dict[str, dict[str, Any]] = {}  # observed Services (nothing runs for them locally)
         self.service_owner: dict[str, str] = {}
-        self.logs: dict[str, LogBuffer] = {}  # by Pod key: a server's log survives its restarts
+        # By namespace/server label: a server's log survives its restarts, and holds its instances'.
+        self.logs: dict[str, LogBuffer] = {}
         self.loaded = LoadResult((), ())
         self.passes_started = 0
         self.passes_completed = 0
@@ -283,7 +284,9 @@ class Reconciler:
 
     def _create_pod(self, owner: str, desired: dict[str, Any]) -> None:
         key = mc.object_key(desired)
-        buffer = self.logs.setdefault(key, LogBuffer(self.log_lines))
+        meta = desired.get("metadata") or {}
+        server = f"{meta.get('namespace', 'default')}/{(meta.get('labels') or {}).get(LABEL_SERVER, '')}"
+        buffer = self.logs.setdefault(server, LogBuffer(self.log_lines))
         pod = LocalPod(desired, owner=owner, log_buffer=buffer, on_change=self._pod_changed, clock=self.clock,
                        extra_env=self.extra_env, cwd=self.cwd)
         self.pods[key] = pod
@@ -317,7 +320,7 @@ class Reconciler:
         if request["finalizing"] and response.get("finalized"):
             log.info("MCPServer %s deleted", key, extra={"event": "deleted", "kind": SERVER, "object": key})
             self.store.remove(SERVER, key)
-            self.logs.pop(f"{server['metadata']['namespace']}/{child_name(server['metadata']['name'])}", None)
+            self.logs.pop(f"{server['metadata']['namespace']}/{label_value(server['metadata']['name'])}", None)
         return float(response.get("resyncAfterSeconds") or 0)
 
     def _write_server_status(self, key: str, server: dict[str, Any], status: Mapping[str, Any] | None) -> None:

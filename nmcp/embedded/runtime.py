@@ -15,9 +15,12 @@ passes, driven by the hooks, decide what runs:
   (e.g. `WaitingForCapacity`, "pool default has 2/2 servers running");
 * `connect` hands over the Pod's process (its stdio), or the URL of an HTTP server, and records
   the activity (the waiting client is served now); closing the connection ends the Pod, and the
-  loop starts a fresh one if the server is still wanted. Under `isolation: session` each client
-  session gets a process of its own, started from the Pod's container while the Pod runs (the
-  Pod holds the server's place in the pool) and stopped with the session or the Pod.
+  loop starts a fresh one if the server is still wanted.
+* An isolated server (`isolation: session | identity`) runs instances: `request`, `touch`,
+  `wait_ready` and `connect` with an instance key write and read that instance's entry of the
+  `instances` annotation and its status (`status.instances`), so the pool admits each instance's
+  Pod against `maxActive` like any other and stops it after the idle timeout; `release` drops the
+  entry, and the pool drops its Pod.
 
 Configuration: the `(local)` rows of the gateway's settings table (gateway/config.py), read once
 by `create_runtime`.
@@ -25,6 +28,7 @@ by `create_runtime`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -47,16 +51,19 @@ from nmcp.embedded.pods import PodConnection, search_path
 from nmcp.embedded.process import LogBuffer
 from nmcp.embedded.reconcile import Reconciler
 from nmcp.embedded.store import SERVER
-from nmcp.model.naming import child_name
+from nmcp.model.naming import child_name, label_value, pod_name
 from nmcp.model.resources import (
+    ANN_INSTANCES,
     ANN_LAST_ACTIVE_AT,
     ANN_REQUESTED_AT,
     ANN_SESSIONS,
     ANN_STOP_REQUESTED_AT,
+    InstanceDemand,
     format_time_precise,
     read_server,
+    write_instances,
 )
-from nmcp.model.vocabulary import Condition, Kube, Phase, Reason
+from nmcp.model.vocabulary import Condition, Phase, Reason
 
 if TYPE_CHECKING:
     from gateway.config import Config
@@ -71,7 +78,7 @@ def _ready_condition(status: dict[str, Any]) -> dict[str, Any]:
 class EmbeddedRuntime:
     """Servers of `nmcp up` (see the module docstring)."""
 
-    isolates_sessions = True  # connect(ref, session) starts the session's own process (gateway.runtime)
+    isolates_sessions = True  # isolated servers run instances (gateway.runtime)
 
     def __init__(self, reconciler: Reconciler) -> None:
         self.loop = reconciler
@@ -98,8 +105,8 @@ class EmbeddedRuntime:
                 extra[name] = status[name]
         if pod is not None and pod.process is not None:
             extra["pid"] = pod.process.pid
-        if pod is not None and pod.session_processes:
-            extra["sessionProcesses"] = pod.session_processes
+        if server.isolated:
+            extra["runningInstances"] = int(status.get("runningInstances") or 0)
         if obj["metadata"].get("deletionTimestamp"):
             extra["deleting"] = True
         return ServerState(
@@ -127,17 +134,47 @@ class EmbeddedRuntime:
     def _now(self) -> str:
         return format_time_precise(self.loop.clock())
 
-    def request(self, ref: ServerRef) -> None:
+    def request(self, ref: ServerRef, instance: str | None = None) -> None:
         self._object(ref)
+        if instance is not None:
+            self._annotate_instance(ref, instance, requested=True)
+            return
         log.info("server %s requested", ref, extra={"event": "request", "server": str(ref)})
         self.loop.annotate(str(ref), {ANN_REQUESTED_AT: self._now()})
+
+    def _annotate_instance(self, ref: ServerRef, instance: str, *, requested: bool = False,
+                           active: bool = False, kick: bool = True) -> None:
+        """Set an instance's request or activity time in the instances annotation."""
+        demand = read_server(self._object(ref)).demand
+        entries = dict(demand.instances)
+        entry = entries.get(instance, InstanceDemand())
+        now = self.loop.clock()
+        if requested:
+            entry = dataclasses.replace(entry, requested_at=now)
+            log.info("server %s: instance %s requested", ref, instance,
+                     extra={"event": "request", "server": str(ref), "instance": instance})
+        if active:
+            entry = dataclasses.replace(entry, last_active_at=now)
+        entries[instance] = entry
+        self.loop.annotate(str(ref), {ANN_INSTANCES: write_instances(entries)}, kick=kick)
+
+    def release(self, ref: ServerRef, instance: str) -> None:
+        """The instance's client is gone: its Pod stops now, whatever its idle timeout says."""
+        obj = self.loop.store.get(SERVER, str(ref))
+        if obj is None:
+            return
+        entries = dict(read_server(obj).demand.instances)
+        if entries.pop(instance, None) is not None:
+            log.info("server %s: instance %s released", ref, instance,
+                     extra={"event": "release", "server": str(ref), "instance": instance})
+            self.loop.annotate(str(ref), {ANN_INSTANCES: write_instances(entries)})
 
     def shutdown(self, ref: ServerRef) -> None:
         self._object(ref)
         log.info("server %s: stop requested", ref, extra={"event": "shutdown", "server": str(ref)})
         self.loop.annotate(str(ref), {ANN_STOP_REQUESTED_AT: self._now()})
 
-    def touch(self, ref: ServerRef, sessions: int) -> None:
+    def touch(self, ref: ServerRef, sessions: int, instance: str | None = None) -> None:
         obj = self._object(ref)
         annotations = obj["metadata"].get("annotations") or {}
         values = {ANN_SESSIONS: str(max(0, sessions))}
@@ -145,62 +182,74 @@ class EmbeddedRuntime:
             before = int(annotations.get(ANN_SESSIONS, 0))
         except ValueError:
             before = 0
+        if instance is not None:
+            # As for a server: activity counts only once the instance runs (before, it would read
+            # as its request served).
+            if self._instance_status(obj, instance).get("phase") == Phase.READY and sessions >= before:
+                self._annotate_instance(ref, instance, active=True, kick=False)
         # A session that ends is not activity: counting it would cancel a stop requested just before.
-        if (obj.get("status") or {}).get("phase") == Phase.READY and sessions >= before:
+        elif (obj.get("status") or {}).get("phase") == Phase.READY and sessions >= before:
             values[ANN_LAST_ACTIVE_AT] = self._now()
         # Activity only moves the idle deadline, which the loop reads when it wakes anyway; a new
         # session count can change maxIdle eviction, so that one wakes it now.
         self.loop.annotate(str(ref), values, kick=annotations.get(ANN_SESSIONS) != values[ANN_SESSIONS])
 
-    def wait_ready(self, ref: ServerRef, timeout: float) -> ServerState:
+    @staticmethod
+    def _instance_status(obj: dict[str, Any], instance: str) -> dict[str, Any]:
+        instances = (obj.get("status") or {}).get("instances") or {}
+        return instances.get(instance) or {}
+
+    def wait_ready(self, ref: ServerRef, timeout: float, instance: str | None = None) -> ServerState:
         deadline = time.monotonic() + timeout
         seen_by = self.loop.passes_started + 1  # the first pass to start from now sees the demand
         while True:
             state = self.get(ref)
+            if instance is not None:
+                own = self._instance_status(self._object(ref), instance)
+                phase = str(own.get("phase") or Phase.REQUESTED)
+                reason, message = str(own.get("reason") or ""), str(own.get("message") or "")
+                what = f"{ref} (instance {instance})"
+            else:
+                phase, reason, message, what = state.phase, state.reason, state.message, str(ref)
             if self.loop.passes_completed >= seen_by:
-                if state.phase == Phase.READY and self._reachable(ref):
+                if phase == Phase.READY and self._reachable(ref, instance):
                     return state
-                if state.phase == Phase.DEGRADED:
-                    raise StartFailed(f"{ref} cannot start: {state.message}", reason=state.reason)
-                if state.phase == Phase.IDLE:
-                    raise StartFailed(f"{ref} is not starting: {state.message}", reason=state.reason)
+                if phase == Phase.DEGRADED:
+                    raise StartFailed(f"{what} cannot start: {message}", reason=reason)
+                if phase == Phase.IDLE:
+                    raise StartFailed(f"{what} is not starting: {message}", reason=reason)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                why = f"{state.phase}, {state.reason}: {state.message}" if state.reason else state.phase
-                raise StartFailed(f"{ref} was not ready within {timeout:g}s ({why})",
-                                  reason=state.reason if state.phase == Phase.REQUESTED else Reason.START_TIMEOUT)
+                why = f"{phase}, {reason}: {message}" if reason else phase
+                raise StartFailed(f"{what} was not ready within {timeout:g}s ({why})",
+                                  reason=reason if phase == Phase.REQUESTED else Reason.START_TIMEOUT)
             self.loop.wait_change(min(remaining, 1.0))
 
-    def _reachable(self, ref: ServerRef) -> bool:
-        pod = self.loop.pod_of(ref.namespace, child_name(ref.name))
+    def _reachable(self, ref: ServerRef, instance: str | None = None) -> bool:
+        pod = self.loop.pod_of(ref.namespace, pod_name(ref.name, instance or ""))
         return pod is not None and pod.ready_process() is not None
 
-    def connect(self, ref: ServerRef, session: str | None = None) -> StdioConnection | HttpEndpoint:
+    def connect(self, ref: ServerRef, instance: str | None = None) -> StdioConnection | HttpEndpoint:
         server = read_server(self._object(ref))
-        pod = self.loop.pod_of(ref.namespace, child_name(ref.name))
+        pod = self.loop.pod_of(ref.namespace, pod_name(ref.name, instance or ""))
         process = pod.ready_process() if pod is not None else None
         if pod is None or process is None:
-            raise StartFailed(f"{ref} is not running", reason=Reason.NOT_RUNNING)
+            what = f"{ref} (instance {instance})" if instance else str(ref)
+            raise StartFailed(f"{what} is not running", reason=Reason.NOT_RUNNING)
         # The client that asked is being served now: recording it as activity marks the request as
         # served, so the pool does not start the server again for it once it stops.
-        self.loop.annotate(str(ref), {ANN_LAST_ACTIVE_AT: self._now()}, kick=False)
+        if instance is not None:
+            self._annotate_instance(ref, instance, active=True, kick=False)
+        else:
+            self.loop.annotate(str(ref), {ANN_LAST_ACTIVE_AT: self._now()}, kick=False)
         transport = server.transport
         if transport.is_http:
-            if session is not None:
-                raise StartFailed(f"{ref}: isolation: session needs a stdio server (an HTTP server has one port)",
-                                  reason=Reason.NOT_RUNNABLE)
             return HttpEndpoint(f"http://127.0.0.1:{transport.port}{transport.path}", transport.type)
-        if session is not None:
-            try:
-                return PodConnection(pod, pod.session_process(), session=True)
-            except OSError as err:
-                raise StartFailed(f"{ref}: cannot start a process for the session: {err}",
-                                  reason=Kube.RUN_CONTAINER_ERROR) from err
         return PodConnection(pod, process)
 
     def logs(self, ref: ServerRef, follow: bool) -> Iterator[str]:
         self._object(ref)
-        key = f"{ref.namespace}/{child_name(ref.name)}"
+        key = f"{ref.namespace}/{label_value(ref.name)}"
         buffer = self.loop.logs.setdefault(key, LogBuffer(self.loop.log_lines))
         return buffer.lines(follow, poll=1.0 if follow else None)
 

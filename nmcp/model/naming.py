@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from nmcp.model.resources import LABEL_POOL, LABEL_SERVER, Server
+from nmcp.model.resources import LABEL_INSTANCE, LABEL_POOL, LABEL_SERVER, Server
 
 _MAX_LABEL = 63
 
@@ -32,12 +32,23 @@ def child_name(server_name: str) -> str:
     return _fit(base)
 
 
+def pod_name(server_name: str, instance: str = "") -> str:
+    """Name of a server's Pod; an isolated server's instance Pods add their instance key."""
+    if not instance:
+        return child_name(server_name)
+    # The key is cut from the base, never from the key: two instances never share a name.
+    return f"{_fit('mcp-' + server_name.replace('.', '-'), _MAX_LABEL - len(instance) - 1)}-{instance}"
+
+
 def server_labels(server: Server) -> dict[str, str]:
     """Labels on every child of a server; the MCPServer controller relates Pods by them."""
-    return {
+    labels = {
         LABEL_SERVER: label_value(server.name),
         LABEL_POOL: label_value(server.pool),
         "app.kubernetes.io/name": "mcp-server",
         "app.kubernetes.io/instance": label_value(server.name),
         "app.kubernetes.io/managed-by": "nmcp",
     }
+    if server.instance:
+        labels[LABEL_INSTANCE] = server.instance
+    return labels

@@ -10,7 +10,9 @@ Pure: no I/O, no clock reads, no Flask, gevent or requests.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -29,6 +31,10 @@ ANN_REQUESTED_AT = f"{GROUP}/requested-at"  # a client needs the server running
 ANN_LAST_ACTIVE_AT = f"{GROUP}/last-active-at"  # the server served a request
 ANN_STOP_REQUESTED_AT = f"{GROUP}/stop-requested-at"  # someone asked for it to stop
 ANN_SESSIONS = f"{GROUP}/sessions"  # open client sessions (an integer)
+# Isolated servers (`isolation: session | identity`): the instances clients need, a JSON map of
+# instance key -> {"requestedAt", "lastActiveAt"}. The keys are the gateway's (a random one per
+# session, a hash of the caller's subject per identity); each is one Pod the pool admits.
+ANN_INSTANCES = f"{GROUP}/instances"
 
 # Written by the pool on the Pods it makes: the request a Pod answers, and the spec it runs.
 ANN_ANSWERS_REQUEST = f"{GROUP}/answers-request"
@@ -37,8 +43,10 @@ ANN_SPEC_HASH = f"{GROUP}/spec-hash"
 # Labels on the Pods and Services made for a server.
 LABEL_SERVER = f"{GROUP}/server"
 LABEL_POOL = f"{GROUP}/pool"
+LABEL_INSTANCE = f"{GROUP}/instance"  # on the Pod of one instance of an isolated server
 
 TRANSPORTS = ("stdio", "sse", "streamable-http")
+ISOLATIONS = ("shared", "session", "identity")
 DEFAULT_PATHS = {"sse": "/sse", "streamable-http": "/mcp"}
 
 # Used only when the CRD's defaults were not applied (an old object, a hand-written fixture).
@@ -54,6 +62,10 @@ MAX_COUNT = 100_000  # maxActive, maxIdle
 _MAX_DURATION_CHARS = 100  # the CRD pattern allows 84; longer text is no duration (and is not cached)
 _YEARS = (1900, 9000)  # annotation and Pod times outside these read as unreadable
 MAX_NESTING = 32  # levels of the free-form spec fields (securityContext, env valueFrom); real ones use 3
+
+MAX_INSTANCES = 500  # instances one server may be asked for at once (the annotation stays under 64 KiB)
+INSTANCE_KEY = re.compile(r"[a-z0-9]{1,16}")  # fits a label value and a Pod name suffix
+_MAX_INSTANCES_CHARS = 64 * 1024
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes "²", which float() refuses
@@ -148,6 +160,54 @@ class Transport:
 
 
 @dataclass(frozen=True)
+class InstanceDemand:
+    """What the gateway has said about one instance of an isolated server."""
+
+    requested_at: datetime | None = None
+    last_active_at: datetime | None = None
+
+    def to_json(self) -> dict[str, str]:
+        times = {"requestedAt": self.requested_at, "lastActiveAt": self.last_active_at}
+        return {name: format_time_precise(value) for name, value in times.items() if value is not None}
+
+
+def read_instances(raw: Any) -> tuple[dict[str, InstanceDemand], str]:
+    """The instances annotation as a map, and what is wrong with it ("" when nothing is).
+
+    Bounded and checked, because anyone who may annotate the MCPServer can write it: a value that
+    is not a JSON object of at most MAX_INSTANCES entries, each a key of INSTANCE_KEY with readable
+    times, is a problem (reported on the server), never an exception in the hooks.
+    """
+    if raw is None:
+        return {}, ""
+    if not isinstance(raw, str) or len(raw) > _MAX_INSTANCES_CHARS:
+        return {}, f"expected a JSON object of at most {_MAX_INSTANCES_CHARS} characters"
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}, "not JSON"
+    if not isinstance(data, dict):
+        return {}, f"expected a JSON object of instance keys, got {shown(data)}"
+    if len(data) > MAX_INSTANCES:
+        return {}, f"{len(data)} instances; at most {MAX_INSTANCES}"
+    instances: dict[str, InstanceDemand] = {}
+    for key, value in data.items():
+        if not INSTANCE_KEY.fullmatch(key) or not isinstance(value, dict):
+            return {}, f"instance {shown(key)}: expected a key of 1 to 16 lowercase letters and digits " \
+                       "mapped to {requestedAt, lastActiveAt}"
+        entry = InstanceDemand(parse_time(value.get("requestedAt")), parse_time(value.get("lastActiveAt")))
+        if entry.requested_at is None and entry.last_active_at is None:
+            return {}, f"instance {key}: neither requestedAt nor lastActiveAt is a readable time"
+        instances[key] = entry
+    return instances, ""
+
+
+def write_instances(instances: Mapping[str, InstanceDemand]) -> str:
+    """The instances annotation's value (compact, keys sorted: equal maps read back equal)."""
+    return json.dumps({key: instances[key].to_json() for key in sorted(instances)}, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
 class Demand:
     """What the gateway has said about a server, read from its annotations."""
 
@@ -155,6 +215,8 @@ class Demand:
     last_active_at: datetime | None = None
     stop_requested_at: datetime | None = None
     sessions: int = 0
+    instances: Mapping[str, InstanceDemand] = field(default_factory=dict)  # isolated servers
+    instances_problem: str = ""  # what is wrong with the instances annotation
 
     @property
     def last_demand(self) -> datetime | None:
@@ -175,12 +237,22 @@ class Demand:
             sessions = max(0, int(annotations.get(ANN_SESSIONS, 0)))
         except (TypeError, ValueError):
             sessions = 0
+        instances, problem = read_instances(annotations.get(ANN_INSTANCES))
         return cls(
             requested_at=parse_time(annotations.get(ANN_REQUESTED_AT)),
             last_active_at=parse_time(annotations.get(ANN_LAST_ACTIVE_AT)),
             stop_requested_at=parse_time(annotations.get(ANN_STOP_REQUESTED_AT)),
             sessions=sessions,
+            instances=instances,
+            instances_problem=problem,
         )
+
+    def of_instance(self, key: str) -> Demand:
+        """The demand of one instance, as the lifecycle reads a server's: its own times, the
+        server's stop, and one session (the instance is its client's until released)."""
+        own = self.instances[key]
+        return Demand(requested_at=own.requested_at, last_active_at=own.last_active_at,
+                      stop_requested_at=self.stop_requested_at, sessions=1)
 
 
 @dataclass(frozen=True)
@@ -212,10 +284,22 @@ class Server:
     # The idle timeout in force as the server's hook last wrote it (`status.idleTimeout`: the
     # spec's, else its pool's default), for readers that do not see the pool.
     status_idle_timeout: float | None = None
+    # Set on the view of one instance of an isolated server (`instance_view`): its key.
+    instance: str = ""
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        base = f"{self.namespace}/{self.name}"
+        return f"{base}#{self.instance}" if self.instance else base
+
+    @property
+    def isolated(self) -> bool:
+        """Runs one instance (Pod) per client session or per identity, never a shared one."""
+        return self.isolation in ("session", "identity")
+
+    def instance_view(self, key: str) -> Server:
+        """The server as one of its instances: what the pool admits and the lifecycle times."""
+        return dataclasses.replace(self, instance=key, demand=self.demand.of_instance(key))
 
     def idle_timeout_in(self, pool: Pool | None) -> float:
         if self.idle_timeout is not None:
@@ -373,10 +457,22 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
                 env = tuple({k: v for k, v in e.items() if k != "valueFrom"} if e.get("valueFrom") is value else e
                             for e in env)
 
+    isolation = spec.get("isolation") or "shared"
+    if isolation not in ISOLATIONS:
+        problems.append(SpecError("spec.isolation", f"unknown isolation {shown(isolation)}; use one of "
+                                                    f"{', '.join(ISOLATIONS)}"))
+        isolation = "shared"
+    elif isolation != "shared" and ttype != "stdio":
+        problems.append(SpecError("spec.isolation", f"isolation: {isolation} needs the stdio transport "
+                                                    "(an HTTP server's instances would share one Service)"))
+
     start_timeout = duration("startTimeout")
     resources, resource_problems = read_resources(spec.get("resources"), "spec.resources")
     problems.extend(resource_problems)
     annotations = meta.get("annotations") if isinstance(meta.get("annotations"), Mapping) else None
+    demand = Demand.from_annotations(annotations)
+    if demand.instances_problem:
+        problems.append(SpecError(f"metadata.annotations[{ANN_INSTANCES}]", demand.instances_problem))
     status = obj.get("status") if isinstance(obj.get("status"), Mapping) else {}
     return Server(
         name=str(meta.get("name", "")),
@@ -391,10 +487,10 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
         transport=transport,
         idle_timeout=duration("idleTimeout"),
         start_timeout=start_timeout if start_timeout else DEFAULT_START_TIMEOUT,
-        isolation=str(spec.get("isolation") or "shared"),
+        isolation=str(isolation),
         resources=resources,
         security_context=security_context,
-        demand=Demand.from_annotations(annotations),
+        demand=demand,
         deleting=bool(meta.get("deletionTimestamp")),
         problems=tuple(problems),
         status_idle_timeout=_duration_or_none(status.get("idleTimeout")),

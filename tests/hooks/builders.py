@@ -21,21 +21,25 @@ from typing import Any
 import yaml
 
 from hooks.children import new_pod_spec, spec_hash
-from nmcp.model.naming import child_name, label_value
+from nmcp.model.naming import child_name, label_value, pod_name
 from nmcp.model.resources import (
     ANN_ANSWERS_REQUEST,
+    ANN_INSTANCES,
     ANN_LAST_ACTIVE_AT,
     ANN_REQUESTED_AT,
     ANN_SESSIONS,
     ANN_SPEC_HASH,
     ANN_STOP_REQUESTED_AT,
     API_VERSION,
+    LABEL_INSTANCE,
     LABEL_POOL,
     LABEL_SERVER,
+    InstanceDemand,
     format_time,
     format_time_precise,
     read_pool,
     read_server,
+    write_instances,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,8 +90,10 @@ def server(name: str, *, pool: str = "default", ns: str = NS, image: str | None 
            idle: Any = "60s", start: Any = "2m", requested: float | None = None, active: float | None = None,
            stop: float | None = None, sessions: int | None = None, deleting: bool = False,
            generation: int = 1, status: dict[str, Any] | None = None, now: datetime = NOW,
+           instances: dict[str, tuple[float | None, float | None]] | None = None,
            **spec: Any) -> dict[str, Any]:
-    """An MCPServer as stored (CRD defaults applied); demand as annotation offsets from now."""
+    """An MCPServer as stored (CRD defaults applied); demand as annotation offsets from now.
+    `instances`: instance key -> (requested, active) offsets, for an isolated server."""
     annotations: dict[str, str] = {}
     if requested is not None:
         annotations[ANN_REQUESTED_AT] = tp(requested, now)
@@ -97,6 +103,10 @@ def server(name: str, *, pool: str = "default", ns: str = NS, image: str | None 
         annotations[ANN_STOP_REQUESTED_AT] = tp(stop, now)
     if sessions is not None:
         annotations[ANN_SESSIONS] = str(sessions)
+    if instances is not None:
+        annotations[ANN_INSTANCES] = write_instances({
+            key: InstanceDemand(None if r is None else at(r, now), None if a is None else at(a, now))
+            for key, (r, a) in instances.items()})
     body: dict[str, Any] = {"pool": pool, "transport": transport or {"type": "stdio"}, "isolation": "shared"}
     if image:
         body["image"] = image
@@ -146,11 +156,12 @@ def pod(server_name: str, *, pool_name: str = "default", ns: str = NS, created: 
         ready: float | None = None, phase: str | None = None, waiting: tuple[str, str] | None = None,
         terminating: bool = False, unschedulable: str | None = None, restarts: int = 0,
         exit_code: int | None = None, failed: tuple[str, str] | None = None, answers: float | None = None,
-        built_for: dict[str, Any] | None = None, now: datetime = NOW) -> dict[str, Any]:
+        built_for: dict[str, Any] | None = None, instance: str = "", now: datetime = NOW) -> dict[str, Any]:
     """An observed Pod of a server. `ready`: seconds offset of its Ready transition (None: not ready);
     `answers`: offset of the request it was made for; `built_for`: the MCPServer whose spec it runs
-    (default: `server(server_name)`, so a server of another spec sees it as outdated)."""
-    name = child_name(server_name)
+    (default: `server(server_name)`, so a server of another spec sees it as outdated); `instance`:
+    the instance of an isolated server it runs."""
+    name = pod_name(server_name, instance)
     source = built_for or server(server_name, pool=pool_name, ns=ns)
     annotations = {"metacontroller.k8s.io/last-applied-configuration": "{}",
                    ANN_SPEC_HASH: spec_hash(new_pod_spec(read_server(source), read_pool(pool(pool_name, ns=ns))))}
@@ -194,7 +205,8 @@ def pod(server_name: str, *, pool_name: str = "default", ns: str = NS, created: 
         "creationTimestamp": t(created, now),
         "labels": {LABEL_SERVER: label_value(server_name), LABEL_POOL: label_value(pool_name),
                    "app.kubernetes.io/name": "mcp-server", "app.kubernetes.io/instance": label_value(server_name),
-                   "app.kubernetes.io/managed-by": "nmcp", "controller-uid": uid("pool", ns, pool_name)},
+                   "app.kubernetes.io/managed-by": "nmcp", "controller-uid": uid("pool", ns, pool_name),
+                   **({LABEL_INSTANCE: instance} if instance else {})},
         "annotations": annotations,
         "ownerReferences": [{"apiVersion": API_VERSION, "kind": "MCPPool", "name": pool_name,
                              "uid": uid("pool", ns, pool_name), "controller": True, "blockOwnerDeletion": True}],

@@ -477,6 +477,78 @@ case("pool-sync", "keeps-condition-times",
 
 # Pool finalize -----------------------------------------------------------------------------------
 
+# Isolated servers: one Pod per instance the gateway asked for, admitted like any other ----------
+
+def isolated(name: str = "own", **kwargs: Any) -> dict[str, Any]:
+    return server(name, isolation="session", **kwargs)
+
+
+_two_of_three = {"a1": (-5, None), "b2": (-4, None), "c3": (-3, None)}
+case("pool-sync", "isolated-instances-count-against-max-active",
+     pool_request(pool(max_active=2), [isolated(instances=_two_of_three)]),
+     plan(["own-a1", "own-b2"], active=0, waiting=1, stopped=0, servers=1, resync=115.0))
+case("pool-sync", "isolated-full-pool-instances-and-servers-wait",
+     pool_request(pool(max_active=2), [isolated(instances=_two_of_three), server("time", requested=-1)],
+                  [pod("own", instance="a1", ready=-3), pod("own", instance="b2", ready=-2)]),
+     plan(["own-a1", "own-b2"], active=2, waiting=2, idle=0, resync=57.0, at_capacity="True"))
+case("pool-sync", "isolated-idle-instance-stopped",
+     pool_request(pool(), [isolated(instances={"a1": (-100, -70), "b2": (-100, -10)})],
+                  [pod("own", instance="a1", created=-99, ready=-98), pod("own", instance="b2", created=-99,
+                                                                           ready=-98)]),
+     plan(["own-b2"], active=2, idle=0, resync=50.0))
+case("pool-sync", "isolated-released-instance-dropped",
+     pool_request(pool(), [isolated(instances={"b2": (-20, -10)})],
+                  [pod("own", instance="a1", ready=-15), pod("own", instance="b2", ready=-15)]),
+     plan(["own-b2"], active=2, resync=50.0))
+# An instance stopped for being idle before anyone used it is not started again for its old request:
+# the pool remembers which request a start answered, per instance, once the Pod is gone.
+case("pool-sync", "isolated-answered-instance-not-restarted",
+     pool_request(pool(status={"answeredRequests": {"own#b2": tp(-100)}}),
+                  [isolated(instances={"b2": (-100, None)}, start="1h")]),
+     plan([], active=0, waiting=0, stopped=1, answeredRequests={"own#b2": tp(-100)}))
+case("pool-sync", "isolated-server-demand-starts-no-shared-pod",
+     pool_request(pool(), [isolated(requested=-5, sessions=1)]),
+     plan([], active=0, waiting=0, stopped=1))
+_bad_instances = isolated(requested=-5)
+_bad_instances["metadata"]["annotations"]["nmcp.nwrx.io/instances"] = '{"A B": "now"}'
+case("pool-sync", "isolated-malformed-instances-start-nothing",
+     pool_request(pool(), [_bad_instances], [pod("own", instance="a1", ready=-15)]),
+     plan([], active=1, stopped=1))
+case("server-sync", "isolated-malformed-instances-degraded",
+     server_request(_bad_instances, P, [pod("own", instance="a1", ready=-15)]),
+     phase("Degraded", "InvalidSpec", message="metadata.annotations[nmcp.nwrx.io/instances]: instance 'A B'",
+           runningInstances=1))
+case("server-sync", "isolated-http-transport-degraded",
+     server_request(isolated(transport=HTTP), P),
+     phase("Degraded", "InvalidSpec", message="spec.isolation: isolation: session needs the stdio transport",
+           runningInstances=0))
+case("server-sync", "isolated-no-instance-idle",
+     server_request(isolated(), P),
+     phase("Idle", "NeverRequested", admitted="NotRequested", runningInstances=0))
+case("server-sync", "isolated-ready-with-one-instance-waiting",
+     server_request(isolated(instances={"a1": (-30, -10), "b2": (-2, None)}), running(5),
+                    [pod("own", instance="a1", created=-29, ready=-28)]),
+     phase("Ready", "Running", admitted="PodCreated", message="1 of 2 instances ready", runningInstances=1,
+           resync=50.0, instances={
+               "a1": {"phase": "Ready", "reason": "Running", "message": "Pod mcp-own-a1 is ready",
+                      "podName": "mcp-own-a1"},
+               "b2": {"phase": "Requested", "reason": "WaitingForCapacity",
+                      "message": "pool default has 5/5 servers running"}}))
+case("server-sync", "isolated-instance-waiting-for-capacity",
+     server_request(isolated(instances={"b2": (-2, None)}), running(5)),
+     phase("Requested", "WaitingForCapacity", admitted="WaitingForCapacity", runningInstances=0, resync=58.0))
+case("server-sync", "isolated-instances-stopping",
+     server_request(isolated(instances={"a1": (-100, -70)}), P, [pod("own", instance="a1", created=-99, ready=-98)]),
+     phase("Stopping", "IdleTimeout", runningInstances=1))
+case("server-finalize", "isolated-instance-pods-left",
+     server_request(isolated(deleting=True, instances={"a1": (-10, -5)}), P,
+                    [pod("own", instance="a1", ready=-8, terminating=True)], finalizing=True),
+     phase("Stopping", "Deleting", finalized=False, runningInstances=0))
+case("server-customize", "isolated-relates-its-instance-pods", customize_request("server", isolated()),
+     rules(("mcppools", {"namespace": "team", "names": ["default"]}),
+           ("pods", {"namespace": "team", "labelSelector": {"matchLabels": {"nmcp.nwrx.io/server": "own"}}})))
+
+
 _finished = pool_request(pool(deleting=True), [server("a", requested=-1)], finalizing=True)
 case("pool-finalize", "children-left",
      pool_request(pool(deleting=True), [server("a", requested=-10, active=-5), server("web", transport=HTTP)],

@@ -15,7 +15,16 @@ from gateway.kube.client import MCPSERVERS, PODS, Access, Gone, KubeForbidden, N
 from gateway.kube.config import ClusterConfigError, from_kubeconfig
 from gateway.kube.demand import Policy, Wanted, plan_write
 from gateway.runtime import Forbidden
-from nmcp.model.resources import ANN_LAST_ACTIVE_AT, ANN_REQUESTED_AT, ANN_SESSIONS, ANN_STOP_REQUESTED_AT, Demand
+from nmcp.model.resources import (
+    ANN_INSTANCES,
+    ANN_LAST_ACTIVE_AT,
+    ANN_REQUESTED_AT,
+    ANN_SESSIONS,
+    ANN_STOP_REQUESTED_AT,
+    Demand,
+    InstanceDemand,
+    read_instances,
+)
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 POLICY = Policy(interval=20.0)
@@ -89,6 +98,32 @@ def test_a_stop_is_written_at_once_and_wins_over_an_older_request() -> None:
     plan = plan_write("Ready", Demand(), Wanted(requested_at=ago(1), stop_requested_at=NOW), NOW,
                       since_last_write=1.0, policy=POLICY)
     assert plan.annotations == {ANN_STOP_REQUESTED_AT: "2026-11-24T12:00:00.000000Z"}
+
+
+def test_an_instance_asked_for_or_released_is_written_at_once() -> None:
+    held = {"a1": InstanceDemand(requested_at=ago(30), last_active_at=ago(5))}
+    stored = Demand(instances=held)
+    asked = plan_write("Ready", stored, Wanted(instances={**held, "b2": InstanceDemand(requested_at=NOW)}), NOW,
+                       since_last_write=1.0, policy=POLICY)
+    assert asked.annotations is not None
+    assert set(read_instances(asked.annotations[ANN_INSTANCES])[0]) == {"a1", "b2"}
+    released = plan_write("Ready", stored, Wanted(instances={}), NOW, since_last_write=1.0, policy=POLICY)
+    assert released.annotations == {ANN_INSTANCES: "{}"}
+
+
+def test_an_instances_activity_is_coalesced() -> None:
+    held = {"a1": InstanceDemand(requested_at=ago(30), last_active_at=ago(5))}
+    busy = {"a1": InstanceDemand(requested_at=ago(30), last_active_at=NOW)}
+    plan = plan_write("Ready", Demand(instances=held), Wanted(instances=busy), NOW, since_last_write=5.0,
+                      policy=POLICY)
+    assert plan.annotations is None and plan.due_in == pytest.approx(15.0)
+
+
+@pytest.mark.parametrize("raw", ["nope", "[]", '{"A": {}}', '{"a1": {"requestedAt": "soon"}}',
+                                 json.dumps({f"k{i}": {"requestedAt": "2026-11-24T12:00:00Z"} for i in range(501)})])
+def test_a_malformed_instances_annotation_is_a_problem_not_an_error(raw: str) -> None:
+    instances, problem = read_instances(raw)
+    assert instances == {} and problem
 
 
 # --- attach framing ----------------------------------------------------------------------------------
