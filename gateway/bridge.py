@@ -71,7 +71,7 @@ TOUCH_INTERVAL = 1.0
 class Bridge:
     """The upstream of one server (or one isolated session) and the sessions it serves."""
 
-    def __init__(self, runtime: Runtime, ref: ServerRef, *, instance: str | None = None,
+    def __init__(self, runtime: Runtime, ref: ServerRef, *, instance: str | None = None, per_session: bool = True,
                  http_settings: Any = None,
                  count_sessions: Callable[[], int] | None = None, max_message: int | None = None) -> None:
         self.runtime = runtime
@@ -80,6 +80,9 @@ class Bridge:
         self.http_settings = http_settings  # gateway.upstreams.http.UpstreamSettings for HTTP servers
         self.ref = ref
         self.instance = instance  # the instance key, for an isolated server's upstream
+        # A session's instance ends with it; an identity's outlives its sessions (per-user state)
+        # until unused for the idle timeout (Hub.expire).
+        self.per_session = per_session
         self.sessions: dict[str, Session] = {}
         self.pending: dict[RequestId, routing.Pending] = {}
         self.server_requests: dict[RequestId, str] = {}
@@ -145,9 +148,14 @@ class Bridge:
                 else:
                     del self.subscriptions[uri]
                     self._internal_request(up, "resources/unsubscribe", {"uri": uri})
-        if self.instance is not None and not self.sessions:
-            self.close()  # an instance lives exactly as long as its sessions
+        if self.instance is not None and self.per_session:
+            self.close()  # a session's instance lives exactly as long as the session
         self._touch_runtime()
+
+    @property
+    def touched_at(self) -> float:
+        """When the runtime last heard of this upstream's activity (monotonic)."""
+        return self._touched_at
 
     def _touch_runtime(self) -> None:
         self._touched_at = time.monotonic()

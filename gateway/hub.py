@@ -8,6 +8,7 @@ its client for input waits here (parked) for the retry that brings it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import time
@@ -15,10 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from gateway import limits
+from gateway.auth import identity
 from gateway.auth.access import visible_tools
 from gateway.bridge import Bridge
 from gateway.runtime import Runtime, RuntimeError_, ServerRef
 from gateway.session import Session, new_session_id
+from nmcp.model.vocabulary import Reason
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,13 @@ class SessionLimitReached(Exception):
         self.ref = ref
         self.limit = limit
         self.retry_after = retry_after
+
+
+class IdentityRequired(RuntimeError_):
+    """A server with `isolation: identity` reached without an authenticated caller."""
+
+    code = "identity_required"
+    http_status = 403
 
 
 def expirable(session: Session) -> bool:
@@ -66,14 +76,13 @@ class Hub:
         """
         if transport != "stateless":
             self._admit(ref)
+        key = (ref, self._instance_key(ref, isolation))
         session = Session(new_session_id(), ref, transport)
         session.visible_tools = visible_tools()
-        isolated = isolation == "session" and getattr(self.runtime, "isolates_sessions", False)
-        # An instance key: random, never reused, so an instance never serves another client.
-        key = (ref, secrets.token_hex(8) if isolated else None)
         bridge = self.bridges.get(key)
         if bridge is None:
-            bridge = Bridge(self.runtime, ref, instance=key[1], http_settings=self.http_settings,
+            bridge = Bridge(self.runtime, ref, instance=key[1], per_session=isolation == "session",
+                            http_settings=self.http_settings,
                             max_message=self.max_message,
                             count_sessions=lambda: sum(len(b.sessions) for b in self.bridges_of(ref)))
             self.bridges[key] = bridge
@@ -82,6 +91,23 @@ class Hub:
             self.sessions[session.id] = session
             self._by_server.setdefault(ref, {})[session.id] = session
         return session
+
+    def _instance_key(self, ref: ServerRef, isolation: str) -> str | None:
+        """The instance a new session of an isolated server runs on (None: the shared upstream).
+
+        Per session: a random key, never reused, so an instance never serves another client. Per
+        identity: a digest of the verifier and subject, so each caller has one instance of their own.
+        """
+        if isolation not in ("session", "identity") or not getattr(self.runtime, "isolates_sessions", False):
+            return None
+        if isolation == "session":
+            return secrets.token_hex(8)
+        caller = identity()
+        if caller.via == "anonymous":
+            raise IdentityRequired(f"{ref} runs one instance per authenticated caller (isolation: identity), and "
+                                   "this gateway authenticates no one: set NMCP_AUTH_ISSUER or "
+                                   "NMCP_AUTH_TOKENREVIEW_AUDIENCES", reason=Reason.IDENTITY_REQUIRED)
+        return hashlib.sha256(f"{caller.via}\0{caller.subject}".encode()).hexdigest()[:16]
 
     def _admit(self, ref: ServerRef) -> None:
         held = self._by_server.get(ref, {})
@@ -131,11 +157,16 @@ class Hub:
 
     def expire(self) -> int:
         """Close the Streamable HTTP sessions nobody used for their server's session timeout and
-        that hold no stream, and parked requests whose client never came back."""
+        that hold no stream, and parked requests whose client never came back; release the
+        per-identity instances nobody used as long."""
         now = time.monotonic()
         closed = 0
         for ref, held in list(self._by_server.items()):
             closed += self._close_stale([s for s in held.values() if expirable(s)], self.session_timeout(ref), now)
+        for (ref, instance), bridge in list(self.bridges.items()):
+            if instance is not None and not bridge.sessions and now - bridge.touched_at > self.session_timeout(ref):
+                bridge.close()
+                self.bridges.pop((ref, instance), None)
         return closed + self._close_stale(list(self.parked.values()), PARKED_TIMEOUT, now)
 
     def _close_stale(self, candidates: list[Session], timeout: float, now: float) -> int:

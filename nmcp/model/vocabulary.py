@@ -80,6 +80,7 @@ class Reason:
     INITIALIZE_FAILED = "InitializeFailed"
     POD_MISSING = "PodMissing"
     ATTACH_FAILED = "AttachFailed"
+    IDENTITY_REQUIRED = "IdentityRequired"  # isolation: identity, reached without authentication
     # A server whose Degraded reason is one of these stays Degraded until its spec or pool changes:
     # a new request cannot help.
     PERMANENT = frozenset({INVALID_SPEC, POOL_NOT_FOUND})

@@ -43,7 +43,9 @@ SPECS: list[Any] = [
     pytest.param({"transport": {"type": "streamable-http", "port": 8080, "path": "/mcp"}}, id="streamable-http"),
     pytest.param({"transport": {"type": "sse", "port": 3001, "path": "/sse"},
                   "resources": {"requests": {"cpu": ".25"}}}, id="sse-resources"),
-    pytest.param({"isolation": "session", "idleTimeout": "5m", "startTimeout": 30}, id="timeouts-isolation"),
+    # (`instances` is the demand annotation's builder argument: an isolated server runs instances.)
+    pytest.param({"isolation": "session", "idleTimeout": "5m", "startTimeout": 30, "instances": {"a1": (-1, None)}},
+                 id="timeouts-isolation"),
 ]
 
 

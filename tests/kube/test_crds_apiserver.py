@@ -79,14 +79,14 @@ def test_examples_apply_as_written(kube: KubeAPI) -> None:
 def test_server_columns_show_the_phase_written_to_status(kube: KubeAPI, ns: str) -> None:
     kube.apply(server("columns", {"image": "mcp/time:1", "pool": "team"}), namespace=ns)
     before = table(kube.kubectl("get", "mcpservers", "-n", ns).stdout)
-    assert before[0] == ["NAME", "STATUS", "POOL", "AGE"]
-    assert before[1][:2] == ["columns", "team"]  # no status yet: the STATUS cell is empty
+    assert before[0] == ["NAME", "STATUS", "POOL", "INSTANCES", "AGE"]
+    assert before[1][:2] == ["columns", "team"]  # no status yet: the STATUS and INSTANCES cells are empty
 
     # What Metacontroller does with the sync hook's answer: a merge patch on /status.
-    set_status(kube, ns, "columns", phase="Ready")
+    set_status(kube, ns, "columns", phase="Ready", runningInstances=3)
     rows = table(kube.kubectl("get", "mcp", "-n", ns).stdout)  # the short name works too
-    assert rows[0] == ["NAME", "STATUS", "POOL", "AGE"]
-    assert rows[1][:3] == ["columns", "Ready", "team"]
+    assert rows[0] == ["NAME", "STATUS", "POOL", "INSTANCES", "AGE"]
+    assert rows[1][:4] == ["columns", "Ready", "team", "3"]
 
 
 def test_status_phase_outside_the_enum_is_rejected(kube: KubeAPI, ns: str) -> None:
