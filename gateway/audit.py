@@ -59,7 +59,7 @@ def install(app: Flask, config: Config, telemetry: Telemetry) -> None:
         response.headers[REQUEST_ID_HEADER] = g.nmcp_request_id
         if request.endpoint is None or request.endpoint.startswith(("probes.", "auth.")):
             return response
-        for event in events(response, config.audit_arguments):
+        for event in events(response, config.audit_arguments, complete=auditing):
             telemetry.observe(event["server"], event["method"] or event["operation"], event["outcome"],
                               event.get("reason", ""), event["durationMs"] / 1000)
             if auditing:
@@ -73,6 +73,8 @@ def install(app: Flask, config: Config, telemetry: Telemetry) -> None:
 def _error_code(response: Response) -> str:
     if response.mimetype != "application/json" or response.is_streamed:
         return ""
+    if b'"error"' not in response.get_data():  # no error member: the answer need not be parsed
+        return ""
     body = response.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
         return ""
@@ -82,29 +84,41 @@ def _error_code(response: Response) -> str:
         data.get("code", error.get("code")) if isinstance(data, dict) else error.get("code"))
 
 
+def read(body: Any) -> None:
+    """The view parsed the request body: the audit takes the messages from there."""
+    g.nmcp_body = body
+
+
 def _messages() -> list[dict[str, Any]]:
     """The MCP messages of this request that have a method (requests and notifications)."""
-    try:
-        body = json.loads(request.get_data() or b"null")
-    except ValueError:
-        return []
+    if "nmcp_body" in g:
+        body = g.nmcp_body
+    else:  # refused before a view read it
+        try:
+            body = json.loads(request.get_data() or b"null")
+        except ValueError:
+            return []
     batch = body if isinstance(body, list) else [body]
     return [m for m in batch if isinstance(m, dict) and isinstance(m.get("method"), str)]
 
 
-def events(response: Response, with_arguments: bool) -> list[dict[str, Any]]:
+def events(response: Response, with_arguments: bool, complete: bool = True) -> list[dict[str, Any]]:
+    """The request's events; not `complete`, only what /metrics counts (server, method or operation,
+    outcome, reason, duration)."""
     args = request.view_args or {}
     server = f"{args['namespace']}/{args['name']}" if "namespace" in args and "name" in args else args.get("name", "")
-    caller = identity()
     status = response.status_code
-    code = g.get("nmcp_denied") or _error_code(response)
-    outcome = "denied" if status in (401, 403) or g.get("nmcp_denied") else "error" if status >= 400 or code else "ok"
+    denied = g.get("nmcp_denied")
+    code = denied or _error_code(response)
+    outcome = "denied" if status in (401, 403) or denied else "error" if status >= 400 or code else "ok"
     base: dict[str, Any] = {
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds"), "requestId": g.nmcp_request_id,
-        "subject": caller.subject, "via": caller.via, "server": server, "status": status, "outcome": outcome,
-        **({"reason": code} if code else {}),
+        "server": server, "status": status, "outcome": outcome, **({"reason": code} if code else {}),
         "durationMs": round((time.monotonic() - g.nmcp_started) * 1000, 3),
     }
+    if complete:
+        caller = identity()
+        base = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "requestId": g.nmcp_request_id,
+                "subject": caller.subject, "via": caller.via, **base}
     operation = (request.endpoint or "").rpartition(".")[2]
     last = request.path.rstrip("/").rpartition("/")[2]
     messages = _messages() if request.method == "POST" and last in MCP_ENDPOINTS else []
@@ -116,6 +130,9 @@ def events(response: Response, with_arguments: bool) -> list[dict[str, Any]]:
         params = message.get("params") if isinstance(message.get("params"), dict) else {}
         key = NAMED_BY.get(message["method"])
         event = {**base, "operation": "mcp", "method": message["method"], "rpcId": message.get("id")}
+        if not complete:
+            out.append(event)
+            continue
         if key and key in params:
             event["name"] = params[key] if isinstance(params[key], str) else json.dumps(params[key])
         if with_arguments and "arguments" in params:

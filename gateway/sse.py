@@ -19,6 +19,7 @@ import gevent
 import gevent.queue
 from flask import Blueprint, Response, request
 
+from gateway import audit
 from gateway.protocol import jsonrpc
 from gateway.web import (
     GONE,
@@ -75,6 +76,8 @@ def post_message(name: str, namespace: str | None = None) -> tuple[str, int] | R
     if session is None or session.ref != ref or session.transport != "sse":
         raise ApiError(404, "session_not_found", "no open SSE session with this sessionId; open .../sse again")
     body, malformed = jsonrpc.parse(read_body())
+    if malformed is None:
+        audit.read(body)
     messages = body if isinstance(body, list) else [body]  # 2024-11-05 still allowed batches
     if malformed is None:
         malformed = jsonrpc.check_batch(messages) if isinstance(body, list) else jsonrpc.validate(body)

@@ -38,6 +38,7 @@ import gevent
 import gevent.queue
 from flask import Blueprint, Response, jsonify, request
 
+from gateway import audit
 from gateway.hub import Hub
 from gateway.protocol import jsonrpc, stateless
 from gateway.protocol.jsonrpc import CONNECTION_CLOSED, INVALID_PARAMS, INVALID_REQUEST
@@ -111,6 +112,8 @@ def post(name: str, namespace: str | None = None) -> Response:
     if problem is not None:
         return problem
     message, malformed = jsonrpc.parse(read_body())
+    if malformed is None:
+        audit.read(message)
     if malformed is None and isinstance(message, list):
         return rpc_error_response(400, INVALID_REQUEST, "Invalid Request: JSON-RPC batches are not supported "
                                   "(removed in 2025-06-18)", "batch_not_supported")
