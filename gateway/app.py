@@ -21,6 +21,7 @@ from gateway import api, audit, probes, sse, streamable
 from gateway.auth import Authenticator
 from gateway.auth import views as auth_views
 from gateway.config import Config
+from gateway.fastpath import FastPath
 from gateway.hub import Hub, SessionLimitReached
 from gateway.metrics import Telemetry
 from gateway.runtime import Runtime, RuntimeError_
@@ -53,7 +54,10 @@ def create_app(config: Config, runtime: Runtime) -> Flask:
     app.extensions["nmcp.auth"] = Authenticator.from_config(config)
     app.before_request(guard_request)
     telemetry = app.extensions["nmcp.telemetry"] = Telemetry(gw)
-    audit.install(app, config, telemetry)
+    recorder = audit.install(app, config, telemetry)
+    # Calls on open Streamable HTTP sessions skip Flask's per-request machinery (gateway.fastpath).
+    authenticating = app.extensions["nmcp.auth"].enabled
+    app.wsgi_app = FastPath(app.wsgi_app, gw, recorder, authenticating)  # type: ignore[method-assign]
     app.register_blueprint(probes.bp)
     app.register_blueprint(auth_views.bp)
     for prefix, suffix in (("/api/v1", ""), ("/api/v1/namespaces/<namespace>", "_ns")):

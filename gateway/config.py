@@ -129,6 +129,9 @@ class Config:
     bind: str = setting("NMCP_BIND", "127.0.0.1:8080", "address the gateway listens on", s.address)
     log_level: str = setting(
         "NMCP_LOG_LEVEL", "info", "log level", s.choice("debug", "info", "warning", "error", "critical"))
+    access_log: bool = setting(
+        "NMCP_ACCESS_LOG", False, "one access log line per HTTP request on stdout (gunicorn's format); off, "
+        "MCP calls and REST operations are still recorded by the audit stream (NMCP_AUDIT) and /metrics", s.flag)
     log_format: str = setting(
         "NMCP_LOG_FORMAT", "text", "`text` or `json` lines for server lifecycle events (local)", s.choice(*LOG_FORMATS))
     graceful_timeout: float = setting(

@@ -26,10 +26,12 @@ graceful_timeout = int(_config.graceful_timeout)  # gunicorn takes whole seconds
 # How long a kept-alive connection may stay silent (above common load balancers' 60 s). Must not
 # be 0: gunicorn then reads request heads without any deadline, NMCP_HEADER_TIMEOUT included.
 keepalive = 75
-accesslog = "-"
+# One line per request only when NMCP_ACCESS_LOG asks (gateway/access_log.py: what it costs).
+accesslog = "-" if _config.access_log else None
+logger_class = "gateway.access_log.GatewayLogger"
 loglevel = _config.log_level
 control_socket_disable = True
-# Everything to stdout: gunicorn's own log, the access log, and the app's (sessions, servers' stderr).
+# Everything to stdout: gunicorn's own log, the access log (when on), and the app's (sessions, servers' stderr).
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

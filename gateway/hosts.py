@@ -14,10 +14,14 @@ A request without Host (HTTP/1.0) comes from no browser and is answered.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = ("localhost",)
+# Verdicts kept per (Host, settings): every request asks, and a gateway is reached by a handful
+# of names. A client sending ever new names only makes the oldest ones be worked out again.
+VERDICTS_KEPT = 256
 
 
 def host_name(header: str) -> str:
@@ -33,6 +37,7 @@ def is_ip(name: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=16)
 def is_loopback(address: str) -> bool:
     """Whether a bind address (HOST:PORT) listens on loopback only."""
     host = host_name(address)
@@ -44,6 +49,7 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=VERDICTS_KEPT)
 def host_allowed(header: str | None, allowed: tuple[str, ...], *, loopback: bool) -> bool:
     """Whether to answer a request with this Host header (see the module docstring)."""
     if header is None:

@@ -8,6 +8,7 @@ in `Gateway.metrics` are read when scraped, by a collector, so nothing has to ke
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -66,11 +67,20 @@ class Telemetry:
                                  "Seconds from a request's arrival to its response (headers, for a stream).",
                                  ["server", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
 
+        # The series of each (server, method, outcome): `labels()` looks them up under a lock on every call.
+        self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
     def observe(self, server: str, method: str, outcome: str, reason: str, seconds: float) -> None:
-        self.calls.labels(server, method, outcome).inc()
+        key = (server, method, outcome)
+        series = self._series.get(key)
+        if series is None:
+            series = (self.calls.labels(server, method, outcome), self.latency.labels(server, method))
+            self._series[key] = series
+        calls, latency = series
+        calls.inc()
         if outcome == "denied":
             self.denials.labels(server, method, reason).inc()
-        self.latency.labels(server, method).observe(seconds)
+        latency.observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

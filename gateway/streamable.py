@@ -95,10 +95,18 @@ def _lookup(ref_name: str, namespace: str | None) -> tuple[Any, Session | None, 
     session_id = request.headers.get(SESSION_HEADER)
     if session_id is None:
         return ref, None, None
-    session = gateway().hub.get(session_id)
-    if session is None or session.ref != ref or session.transport != "streamable-http":
+    session = session_for(gateway().hub, session_id, ref)
+    if session is None:
         return ref, None, _session_not_found()
     return ref, session, None
+
+
+def session_for(hub: Hub, session_id: str, ref: Any) -> Session | None:
+    """The open Streamable HTTP session `Mcp-Session-Id` names on this server, if any."""
+    session = hub.get(session_id)
+    if session is None or session.ref != ref or session.transport != "streamable-http":
+        return None
+    return session
 
 
 @bp.post("/mcp")
@@ -147,7 +155,7 @@ def post(name: str, namespace: str | None = None) -> Response:
                                                      "unknown or expired requestState; send the request anew"))
                     response.status_code = 400
                     return response
-                return _answer(session, message, new_session=False, resume=True)
+                return answer(gw, session, message, new_session=False, resume=True)
             session = gw.hub.open(ref, "stateless", gw.runtime.get(ref).server.isolation)
             session.adopt(StatelessRequest.adopt(message, modern, session.id))
         else:
@@ -159,16 +167,29 @@ def post(name: str, namespace: str | None = None) -> Response:
     if what != "request":
         bridge.handle(session, message)
         return Response(status=202)
-    return _answer(session, message, new_session)
+    return answer(gw, session, message, new_session)
 
 
-def _answer(session: Session, message: dict[str, Any], new_session: bool, resume: bool = False) -> Response:
-    gw = gateway()
+def acceptable(accept: str) -> tuple[bool, bool]:
+    """Whether a client's Accept header takes an SSE stream, and plain JSON."""
+    return "text/event-stream" in accept or "*/*" in accept, "application/json" in accept or "*/*" in accept
+
+
+def duplicate(session: Session, request_id: Any) -> bool:
+    """Whether the session has a request with this id in flight (its answer could not be told apart)."""
+    bridge = session.bridge
+    return request_id in session.streams or (bridge is not None and bridge.in_flight(session, request_id))
+
+
+def answer(gw: Gateway, session: Session, message: dict[str, Any], new_session: bool, resume: bool = False, *,
+           accept: str | None = None, environ: dict[str, Any] | None = None) -> Response:
+    """Send a client request on and answer it (JSON, or an SSE stream); `accept` and `environ` are the
+    request's (default: Flask's current request)."""
     hub = gw.hub
     request_id = message["id"]
-    accept = request.headers.get("Accept", "*/*")
-    can_stream = "text/event-stream" in accept or "*/*" in accept
-    can_json = "application/json" in accept or "*/*" in accept
+    if environ is None or accept is None:
+        accept, environ = request.headers.get("Accept", "*/*"), request.environ
+    can_stream, can_json = acceptable(accept)
     if not can_stream and not can_json:
         if new_session or session.transport == "stateless":
             hub.close(session)
@@ -176,12 +197,12 @@ def _answer(session: Session, message: dict[str, Any], new_session: bool, resume
                                   "Not Acceptable: accept application/json or text/event-stream", "not_acceptable")
     bridge = session.bridge
     assert bridge is not None
-    if not resume and (request_id in session.streams or bridge.in_flight(session, request_id)):
+    if not resume and duplicate(session, request_id):
         return rpc_error_response(400, INVALID_REQUEST, f"Invalid Request: the id {request_id!r} belongs to a request "
                                   "still in flight on this session; ids must be unique", "duplicate_request_id",
                                   request_id)
     queue = session.open_stream(request_id)
-    watcher = watch_disconnect(request.environ, lambda: queue.put(GONE))
+    watcher = watch_disconnect(environ, lambda: queue.put(GONE))
     if resume:
         gevent.spawn(bridge.resume, session, message)
     elif bridge.running and not bridge.exclusive:
@@ -213,7 +234,7 @@ def _answer(session: Session, message: dict[str, Any], new_session: bool, resume
     if first is not None and jsonrpc.kind(first) == "response" and can_json:
         stop(watcher)
         _finish(session, request_id, True, hub)
-        return _json(session, first, new_session)
+        return _json(hub, session, first, new_session)
     headers = dict(SSE_HEADERS)
     if new_session:
         headers[SESSION_HEADER] = session.id
@@ -221,11 +242,11 @@ def _answer(session: Session, message: dict[str, Any], new_session: bool, resume
     return Response(body, headers=headers)
 
 
-def _json(session: Session, answer: dict[str, Any], new_session: bool) -> Response:
+def _json(hub: Hub, session: Session, answer: dict[str, Any], new_session: bool) -> Response:
     response = Response(jsonrpc.dumps(answer), content_type="application/json")
     if new_session:
         if "error" in answer:
-            gateway().hub.close(session)  # initialize failed: no session to name
+            hub.close(session)  # initialize failed: no session to name
         else:
             response.headers[SESSION_HEADER] = session.id
     return response

@@ -87,11 +87,12 @@ class WatchedSocket:
     head has the keep-alive timeout, as in gunicorn.
     """
 
-    __slots__ = ("_deadline", "_sock")
+    __slots__ = ("_deadline", "_sock", "sendall")
 
     def __init__(self, sock: Any, deadline: HeadDeadline) -> None:
         self._sock = sock
         self._deadline = deadline
+        self.sendall = sock.sendall  # every response is written with it: no __getattr__ on the way
 
     def recv(self, *args: Any) -> bytes:
         data = self._sock.recv(*args)
