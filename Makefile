@@ -29,8 +29,8 @@ test: setup lint
 	$(VENV)/pytest
 
 # Benchmarks (bench/README.md): a few minutes each, on loopback; results land in bench/results/.
-.PHONY: bench bench-gateway bench-hooks bench-up bench-metacontroller bench-capacity
-bench: bench-hooks bench-gateway bench-up bench-metacontroller bench-capacity
+.PHONY: bench bench-gateway bench-hooks bench-up bench-spares bench-metacontroller bench-capacity
+bench: bench-hooks bench-gateway bench-up bench-spares bench-metacontroller bench-capacity
 
 # BENCH_ARGS passes options through, e.g. BENCH_ARGS="--sessions 1,16 --rounds 1".
 bench-gateway:
@@ -41,6 +41,9 @@ bench-hooks:
 
 bench-up:
 	$(VENV)/python bench/up_bench.py $(BENCH_ARGS)
+
+bench-spares:
+	$(VENV)/python bench/spares_bench.py $(BENCH_ARGS)
 
 bench-capacity:
 	$(VENV)/python bench/gateway_capacity.py $(BENCH_ARGS)

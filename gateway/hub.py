@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +20,7 @@ from gateway.auth.access import visible_tools
 from gateway.bridge import Bridge
 from gateway.runtime import Runtime, RuntimeError_, ServerRef
 from gateway.session import Session, new_session_id
+from gateway.spares import Spares, new_instance_key
 from nmcp.model.vocabulary import Reason
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class Hub:
         self._by_server: dict[ServerRef, dict[str, Session]] = {}  # the same sessions, by server
         self.bridges: dict[tuple[ServerRef, str | None], Bridge] = {}
         self.parked: dict[str, Session] = {}  # stateless sessions waiting for a retry, by requestState
+        self.spares = Spares(runtime)
 
     def open(self, ref: ServerRef, transport: str, isolation: str = "shared") -> Session:
         """A new session on the server's bridge (on an instance of its own under `isolation: session`).
@@ -95,13 +96,14 @@ class Hub:
     def _instance_key(self, ref: ServerRef, isolation: str) -> str | None:
         """The instance a new session of an isolated server runs on (None: the shared upstream).
 
-        Per session: a random key, never reused, so an instance never serves another client. Per
-        identity: a digest of the verifier and subject, so each caller has one instance of their own.
+        Per session: a warm spare, else a new random key; never reused, so an instance never serves
+        another client. Per identity: a digest of the verifier and subject, so each caller has one
+        instance of their own.
         """
         if isolation not in ("session", "identity") or not getattr(self.runtime, "isolates_sessions", False):
             return None
         if isolation == "session":
-            return secrets.token_hex(8)
+            return self.spares.take(ref) or new_instance_key()
         caller = identity()
         if caller.via == "anonymous":
             raise IdentityRequired(f"{ref} runs one instance per authenticated caller (isolation: identity), and "
@@ -158,7 +160,7 @@ class Hub:
     def expire(self) -> int:
         """Close the Streamable HTTP sessions nobody used for their server's session timeout and
         that hold no stream, and parked requests whose client never came back; release the
-        per-identity instances nobody used as long."""
+        per-identity instances nobody used as long, and spares older than that."""
         now = time.monotonic()
         closed = 0
         for ref, held in list(self._by_server.items()):
@@ -167,6 +169,7 @@ class Hub:
             if instance is not None and not bridge.sessions and now - bridge.touched_at > self.session_timeout(ref):
                 bridge.close()
                 self.bridges.pop((ref, instance), None)
+        self.spares.expire()
         return closed + self._close_stale(list(self.parked.values()), PARKED_TIMEOUT, now)
 
     def _close_stale(self, candidates: list[Session], timeout: float, now: float) -> int:
@@ -198,3 +201,4 @@ class Hub:
             self.close(session)
         for bridge in list(self.bridges.values()):
             bridge.close()
+        self.spares.close()

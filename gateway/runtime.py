@@ -135,8 +135,10 @@ class Runtime(Protocol):
     def get(self, ref: ServerRef) -> ServerState:
         """The server's current state; ServerNotFound."""
 
-    def request(self, ref: ServerRef, instance: str | None = None) -> None:
-        """Signal demand: the server (or one instance of it) should run (never lost, even while it is Stopping)."""
+    def request(self, ref: ServerRef, instance: str | None = None, *, spare: bool = False) -> None:
+        """Signal demand: the server (or one instance of it) should run (never lost, even while it is
+        Stopping). A `spare` instance is started for no client yet; requesting it again without
+        `spare` hands it to one."""
 
     def release(self, ref: ServerRef, instance: str) -> None:
         """The instance's client is gone: its Pod stops now."""

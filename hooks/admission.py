@@ -6,10 +6,11 @@ moment. That is what makes `maxActive` hold under concurrent demand:
 
 1. keep the Pods that should keep running (`lifecycle.keep_running`, valid spec);
 2. of the kept Pods that are ready with no session and nobody waiting ("idle-running"), keep the
-   `maxIdle` most recently active and evict the rest, longest idle first;
+   `maxIdle` most recently active and evict the rest, longest idle first; while a client's unit
+   waits for a slot, evict idle spare instances too (a spare never keeps a client waiting);
 3. every observed Pod occupies a slot until it is gone, terminating or just dropped ones too;
 4. admit waiting servers (pending, no Pod) into the free slots, first come first served by
-   request time, then by namespace/name.
+   request time, then by namespace/name; spare instances only after every client's unit.
 
 Pure and deterministic: the same servers, Pods and `now` always give the same plan.
 """
@@ -45,10 +46,10 @@ class PoolPlan:
         return tuple(sorted(self.kept + self.admitted, key=lambda s: s.key))
 
 
-def _request_order(server: Server) -> tuple[float, str]:
-    """First come first served; equal request times in namespace/name order."""
+def _request_order(server: Server) -> tuple[bool, float, str]:
+    """Clients before spares, then first come first served; equal request times in namespace/name order."""
     requested = server.demand.requested_at
-    return (requested.timestamp() if requested else -math.inf, server.key)
+    return (server.demand.spare, requested.timestamp() if requested else -math.inf, server.key)
 
 
 def plan_pool(pool: Pool, servers: Sequence[Server], pods: Sequence[PodView],
@@ -78,14 +79,17 @@ def plan_pool(pool: Pool, servers: Sequence[Server], pods: Sequence[PodView],
 
     idle_running.sort(key=lifecycle.last_demand_key)
     evicted = idle_running[pool.max_idle:]
-    if evicted:
-        evicted_keys = {s.key for s in evicted}
-        kept = [s for s in kept if s.key not in evicted_keys]
-
     occupied = len(pods)
     free = max(pool.max_active - occupied, 0)
     waiting.sort(key=_request_order)
     admitted, still_waiting = waiting[:free], waiting[free:]
+    # Clients left waiting: the idle spares make room (their slots free once their Pods are gone).
+    clients_waiting = sum(1 for s in still_waiting if not s.demand.spare)
+    if clients_waiting:
+        spares = [s for s in idle_running[: pool.max_idle] if s.demand.spare]
+        evicted += spares[-clients_waiting:]  # the least recently asked for first
+    evicted_keys = {s.key for s in evicted}
+    kept = [s for s in kept if s.key not in evicted_keys]
 
     return PoolPlan(
         kept=tuple(kept),
@@ -93,7 +97,7 @@ def plan_pool(pool: Pool, servers: Sequence[Server], pods: Sequence[PodView],
         evicted=tuple(evicted),
         waiting=tuple(still_waiting),
         stopped=tuple(stopped),
-        idle=tuple(idle_running[: pool.max_idle]),
+        idle=tuple(s for s in idle_running if s.key not in evicted_keys),
         occupied=occupied,
         resync_after=lifecycle.resync_after(moments, now),
     )

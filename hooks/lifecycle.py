@@ -271,9 +271,10 @@ def idle_running(server: Server, pod: PodView | None, now: datetime) -> bool:
     """Running with no open session and nobody waiting for it: a candidate for maxIdle eviction.
 
     A client that asked for the start has not opened its session yet while its request is still
-    awaited: a server just started for it is not idle.
+    awaited: a server just started for it is not idle. A spare instance waits for no one.
     """
-    return pod is not None and pod.ready and server.demand.sessions == 0 and not awaited(server, now)
+    return pod is not None and pod.ready and server.demand.sessions == 0 and (server.demand.spare
+                                                                               or not awaited(server, now))
 
 
 def last_demand_key(server: Server) -> tuple[float, str]:
@@ -363,6 +364,9 @@ def _stopping_reason(server: Server, pool: Pool | None, pod: PodView, *, pool_po
     if pod.terminating:
         # The pool evicts only while it runs more Pods than maxIdle; otherwise someone else
         # (a drain, a `kubectl delete pod`, the local runtime closing a connection) stops it.
+        if pool is not None and pod.ready and server.demand.spare:
+            return Reason.EVICTED, (f"spare stopped by pool {pool_name}: a client needed its slot, or more than "
+                                    f"maxIdle={pool.max_idle} idle")
         if pool is not None and pod.ready and server.demand.sessions == 0 and pool_pods > pool.max_idle:
             return Reason.EVICTED, f"stopped by pool {pool_name}: more than maxIdle={pool.max_idle} idle servers"
         return Reason.POD_TERMINATING, f"Pod {pod.name} is terminating"

@@ -272,6 +272,8 @@ def _server_status(server: Server, pool: Pool | None, verdict: lifecycle.Verdict
         # For the gateway, which reads servers but not pools: its activity writes and session
         # expiry follow the pool's default too.
         status["idleTimeout"] = f"{server.idle_timeout_in(pool):g}s"
+        if server.isolation == "session":
+            status["warmSpares"] = pool.max_idle  # new sessions take a spare instead of a cold start
     if pod is not None:
         status["podName"] = pod.name
     status["observedGeneration"] = gen

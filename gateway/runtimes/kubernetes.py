@@ -194,23 +194,24 @@ class KubernetesRuntime:
             raise ServerNotFound(f"no MCPServer {ref}")
         return state_of(obj)
 
-    def request(self, ref: ServerRef, instance: str | None = None) -> None:
+    def request(self, ref: ServerRef, instance: str | None = None, *, spare: bool = False) -> None:
         self.get(ref)
         try:
             if instance is None:
                 self.writer.request(ref)
             else:
-                self._set_instance(ref, instance, requested=True)
+                self._set_instance(ref, instance, requested=True, spare=spare)
         except NotFound as err:
             raise ServerNotFound(f"no MCPServer {ref}") from err
 
-    def _set_instance(self, ref: ServerRef, instance: str, *, requested: bool = False) -> None:
+    def _set_instance(self, ref: ServerRef, instance: str, *, requested: bool = False, spare: bool = False) -> None:
         """Record a request (written at once) or activity (coalesced) of one instance."""
         now = datetime.now(UTC)
         with self._lock:
             held = self._instances.setdefault(ref, {})
             entry = held.get(instance, InstanceDemand())
-            held[instance] = replace(entry, requested_at=now) if requested else replace(entry, last_active_at=now)
+            held[instance] = replace(entry, requested_at=now, spare=spare) if requested \
+                else replace(entry, last_active_at=now)
             wanted = dict(held)
         self.writer.instances(ref, wanted, urgent=requested)
 

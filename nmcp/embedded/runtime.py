@@ -134,15 +134,15 @@ class EmbeddedRuntime:
     def _now(self) -> str:
         return format_time_precise(self.loop.clock())
 
-    def request(self, ref: ServerRef, instance: str | None = None) -> None:
+    def request(self, ref: ServerRef, instance: str | None = None, *, spare: bool = False) -> None:
         self._object(ref)
         if instance is not None:
-            self._annotate_instance(ref, instance, requested=True)
+            self._annotate_instance(ref, instance, requested=True, spare=spare)
             return
         log.info("server %s requested", ref, extra={"event": "request", "server": str(ref)})
         self.loop.annotate(str(ref), {ANN_REQUESTED_AT: self._now()})
 
-    def _annotate_instance(self, ref: ServerRef, instance: str, *, requested: bool = False,
+    def _annotate_instance(self, ref: ServerRef, instance: str, *, requested: bool = False, spare: bool = False,
                            active: bool = False, kick: bool = True) -> None:
         """Set an instance's request or activity time in the instances annotation."""
         demand = read_server(self._object(ref)).demand
@@ -150,8 +150,8 @@ class EmbeddedRuntime:
         entry = entries.get(instance, InstanceDemand())
         now = self.loop.clock()
         if requested:
-            entry = dataclasses.replace(entry, requested_at=now)
-            log.info("server %s: instance %s requested", ref, instance,
+            entry = dataclasses.replace(entry, requested_at=now, spare=spare)
+            log.info("server %s: %s %s requested", ref, "spare instance" if spare else "instance", instance,
                      extra={"event": "request", "server": str(ref), "instance": instance})
         if active:
             entry = dataclasses.replace(entry, last_active_at=now)

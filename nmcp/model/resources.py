@@ -32,8 +32,9 @@ ANN_LAST_ACTIVE_AT = f"{GROUP}/last-active-at"  # the server served a request
 ANN_STOP_REQUESTED_AT = f"{GROUP}/stop-requested-at"  # someone asked for it to stop
 ANN_SESSIONS = f"{GROUP}/sessions"  # open client sessions (an integer)
 # Isolated servers (`isolation: session | identity`): the instances clients need, a JSON map of
-# instance key -> {"requestedAt", "lastActiveAt"}. The keys are the gateway's (a random one per
-# session, a hash of the caller's subject per identity); each is one Pod the pool admits.
+# instance key -> {"requestedAt", "lastActiveAt", "spare"}. The keys are the gateway's (a random one
+# per session, a hash of the caller's subject per identity); each is one Pod the pool admits. A
+# spare (`"spare": true`) is started ahead of any client, for the next new session to take.
 ANN_INSTANCES = f"{GROUP}/instances"
 
 # Written by the pool on the Pods it makes: the request a Pod answers, and the spec it runs.
@@ -165,10 +166,15 @@ class InstanceDemand:
 
     requested_at: datetime | None = None
     last_active_at: datetime | None = None
+    spare: bool = False  # started ahead of any client: no one holds it yet
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> dict[str, str | bool]:
         times = {"requestedAt": self.requested_at, "lastActiveAt": self.last_active_at}
-        return {name: format_time_precise(value) for name, value in times.items() if value is not None}
+        out: dict[str, str | bool] = {name: format_time_precise(value) for name, value in times.items()
+                                      if value is not None}
+        if self.spare:
+            out["spare"] = True
+        return out
 
 
 def read_instances(raw: Any) -> tuple[dict[str, InstanceDemand], str]:
@@ -194,8 +200,11 @@ def read_instances(raw: Any) -> tuple[dict[str, InstanceDemand], str]:
     for key, value in data.items():
         if not INSTANCE_KEY.fullmatch(key) or not isinstance(value, dict):
             return {}, f"instance {shown(key)}: expected a key of 1 to 16 lowercase letters and digits " \
-                       "mapped to {requestedAt, lastActiveAt}"
-        entry = InstanceDemand(parse_time(value.get("requestedAt")), parse_time(value.get("lastActiveAt")))
+                       "mapped to {requestedAt, lastActiveAt, spare}"
+        if not isinstance(value.get("spare", False), bool):
+            return {}, f"instance {key}: spare must be true or false, got {shown(value['spare'])}"
+        entry = InstanceDemand(parse_time(value.get("requestedAt")), parse_time(value.get("lastActiveAt")),
+                               value.get("spare", False))
         if entry.requested_at is None and entry.last_active_at is None:
             return {}, f"instance {key}: neither requestedAt nor lastActiveAt is a readable time"
         instances[key] = entry
@@ -217,6 +226,7 @@ class Demand:
     sessions: int = 0
     instances: Mapping[str, InstanceDemand] = field(default_factory=dict)  # isolated servers
     instances_problem: str = ""  # what is wrong with the instances annotation
+    spare: bool = False  # the demand of a spare instance: nobody waits for it or holds it
 
     @property
     def last_demand(self) -> datetime | None:
@@ -249,10 +259,11 @@ class Demand:
 
     def of_instance(self, key: str) -> Demand:
         """The demand of one instance, as the lifecycle reads a server's: its own times, the
-        server's stop, and one session (the instance is its client's until released)."""
+        server's stop, and one session (the instance is its client's until released), none for a
+        spare (idle, so the pool's maxIdle bounds the spares)."""
         own = self.instances[key]
         return Demand(requested_at=own.requested_at, last_active_at=own.last_active_at,
-                      stop_requested_at=self.stop_requested_at, sessions=1)
+                      stop_requested_at=self.stop_requested_at, sessions=0 if own.spare else 1, spare=own.spare)
 
 
 @dataclass(frozen=True)
@@ -284,6 +295,9 @@ class Server:
     # The idle timeout in force as the server's hook last wrote it (`status.idleTimeout`: the
     # spec's, else its pool's default), for readers that do not see the pool.
     status_idle_timeout: float | None = None
+    # The warm spare instances the gateway keeps of a server with `isolation: session`, as the
+    # server's hook wrote them (`status.warmSpares`: its pool's maxIdle).
+    status_warm_spares: int = 0
     # Set on the view of one instance of an isolated server (`instance_view`): its key.
     instance: str = ""
 
@@ -494,7 +508,12 @@ def read_server(obj: Mapping[str, Any], default_namespace: str = "default") -> S
         deleting=bool(meta.get("deletionTimestamp")),
         problems=tuple(problems),
         status_idle_timeout=_duration_or_none(status.get("idleTimeout")),
+        status_warm_spares=_count_or_zero(status.get("warmSpares")),
     )
+
+
+def _count_or_zero(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT else 0
 
 
 def _duration_or_none(value: Any) -> float | None:

@@ -90,10 +90,11 @@ def server(name: str, *, pool: str = "default", ns: str = NS, image: str | None 
            idle: Any = "60s", start: Any = "2m", requested: float | None = None, active: float | None = None,
            stop: float | None = None, sessions: int | None = None, deleting: bool = False,
            generation: int = 1, status: dict[str, Any] | None = None, now: datetime = NOW,
-           instances: dict[str, tuple[float | None, float | None]] | None = None,
+           instances: dict[str, tuple[float | None, ...]] | None = None,
            **spec: Any) -> dict[str, Any]:
     """An MCPServer as stored (CRD defaults applied); demand as annotation offsets from now.
-    `instances`: instance key -> (requested, active) offsets, for an isolated server."""
+    `instances`: instance key -> (requested, active) offsets, for an isolated server, and
+    optionally True for a spare instance: (requested, None, True)."""
     annotations: dict[str, str] = {}
     if requested is not None:
         annotations[ANN_REQUESTED_AT] = tp(requested, now)
@@ -105,8 +106,8 @@ def server(name: str, *, pool: str = "default", ns: str = NS, image: str | None 
         annotations[ANN_SESSIONS] = str(sessions)
     if instances is not None:
         annotations[ANN_INSTANCES] = write_instances({
-            key: InstanceDemand(None if r is None else at(r, now), None if a is None else at(a, now))
-            for key, (r, a) in instances.items()})
+            key: InstanceDemand(None if r is None else at(r, now), None if a is None else at(a, now), *spare)
+            for key, (r, a, *spare) in instances.items()})
     body: dict[str, Any] = {"pool": pool, "transport": transport or {"type": "stdio"}, "isolation": "shared"}
     if image:
         body["image"] = image

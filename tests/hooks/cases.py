@@ -509,6 +509,31 @@ case("pool-sync", "isolated-answered-instance-not-restarted",
 case("pool-sync", "isolated-server-demand-starts-no-shared-pod",
      pool_request(pool(), [isolated(requested=-5, sessions=1)]),
      plan([], active=0, waiting=0, stopped=1))
+# Warm spares (`"spare": true`): started for no client yet. They wait behind every client's
+# instance, count as idle (maxIdle bounds them), and make room for a client left waiting.
+case("pool-sync", "isolated-spare-waits-behind-clients",
+     pool_request(pool(max_active=2), [isolated(instances={"a1": (-5, None, True), "b2": (-3, None),
+                                                           "c3": (-2, None)})]),
+     plan(["own-b2", "own-c3"], active=0, waiting=1, servers=1, resync=115.0))
+case("pool-sync", "isolated-idle-spare-makes-room-for-a-client",
+     pool_request(pool(max_active=2), [isolated(instances={"a1": (-50, None, True), "b2": (-40, -1),
+                                                           "c3": (-2, None)})],
+                  [pod("own", instance="a1", created=-49, ready=-48),
+                   pod("own", instance="b2", created=-39, ready=-38)]),
+     plan(["own-b2"], active=2, waiting=1, idle=0, at_capacity="True", resync=12.0))
+case("pool-sync", "isolated-spares-beyond-max-idle-evicted",
+     pool_request(pool(max_idle=1), [isolated(instances={"a1": (-50, None, True), "b2": (-40, None, True)})],
+                  [pod("own", instance="a1", created=-49, ready=-48),
+                   pod("own", instance="b2", created=-39, ready=-38)]),
+     plan(["own-b2"], active=2, idle=1, resync=12.0))
+case("server-sync", "isolated-warm-spares-are-the-pools-max-idle",
+     server_request(isolated(instances={"a1": (-50, None, True)}), P,
+                    [pod("own", instance="a1", created=-49, ready=-48)]),
+     phase("Ready", "Running", message="1 of 1 instances ready", runningInstances=1, warmSpares=2, resync=10.0))
+case("server-sync", "isolated-evicted-spare-says-why",
+     server_request(isolated(instances={"a1": (-50, None, True)}), P,
+                    [pod("own", instance="a1", created=-49, ready=-48, terminating=True)]),
+     phase("Stopping", "Evicted", message="a client needed its slot", runningInstances=0, resync=10.0))
 _bad_instances = isolated(requested=-5)
 _bad_instances["metadata"]["annotations"]["nmcp.nwrx.io/instances"] = '{"A B": "now"}'
 case("pool-sync", "isolated-malformed-instances-start-nothing",

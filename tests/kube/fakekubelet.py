@@ -149,6 +149,7 @@ class FakeKubelet:
         self.containers: dict[tuple[str, str], Container] = {}
         self.protocols = list(protocols)
         self.attach_requests: list[dict[str, list[str]]] = []
+        self.attached_pods: list[str] = []  # the Pod of each attach request, in order
         kubelet = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -216,6 +217,7 @@ class FakeKubelet:
 
     def _attach(self, handler: BaseHTTPRequestHandler, namespace: str, pod: str, query: dict[str, list[str]]) -> None:
         self.attach_requests.append(query)
+        self.attached_pods.append(pod)
         container = self.containers.get((namespace, pod))
         if container is None:
             handler.send_error(404, f"no container for {namespace}/{pod}")

@@ -24,6 +24,7 @@ from nmcp.model.resources import (
     Demand,
     InstanceDemand,
     read_instances,
+    write_instances,
 )
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
@@ -119,7 +120,17 @@ def test_an_instances_activity_is_coalesced() -> None:
     assert plan.annotations is None and plan.due_in == pytest.approx(15.0)
 
 
+def test_a_spare_instance_reads_back_as_a_spare_and_claiming_it_is_written_at_once() -> None:
+    spare = {"a1": InstanceDemand(requested_at=ago(30), spare=True)}
+    assert read_instances(write_instances(spare)) == (spare, "")
+    claimed = plan_write("Ready", Demand(instances=spare), Wanted(instances={"a1": InstanceDemand(requested_at=NOW)}),
+                         NOW, since_last_write=1.0, policy=POLICY)
+    assert claimed.annotations is not None
+    assert read_instances(claimed.annotations[ANN_INSTANCES])[0]["a1"].spare is False
+
+
 @pytest.mark.parametrize("raw", ["nope", "[]", '{"A": {}}', '{"a1": {"requestedAt": "soon"}}',
+                                 '{"a1": {"requestedAt": "2026-11-24T12:00:00Z", "spare": "yes"}}',
                                  json.dumps({f"k{i}": {"requestedAt": "2026-11-24T12:00:00Z"} for i in range(501)})])
 def test_a_malformed_instances_annotation_is_a_problem_not_an_error(raw: str) -> None:
     instances, problem = read_instances(raw)

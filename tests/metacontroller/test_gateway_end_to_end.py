@@ -47,3 +47,32 @@ def test_a_client_starts_an_idle_server_through_the_gateway(
     assert sampler.latest("time").phase == "Ready"
     assert kubelet.fake.attach_requests, "the gateway never attached to the Pod"
     assert kubelet.alive(ns, "time") == [pod]
+
+
+def test_an_isolated_server_gives_each_client_a_pod_of_its_own_and_the_next_one_a_warm_spare(
+        mc: MetaCluster, ns: str, kubelet: Kubelet, sampler: StatusSampler, gateway_url: str) -> None:
+    mc.kube.apply([mcppool("pool", max_active=4, max_idle=1, idle_timeout="1h"),
+                   mcpserver("own", "pool", idle_timeout="1h", isolation="session")], namespace=ns)
+    sampler.wait_phase("own", "Idle")
+    url = f"{gateway_url}/api/v1/servers/own"
+
+    def running() -> list[str]:
+        return [r.name for r in kubelet.alive(ns, "own")]
+
+    _, text = anyio.run(tools_and_time, url, "http")
+    assert '"timezone": "UTC"' in text
+    (first,) = {pod for pod in kubelet.fake.attached_pods if pod.startswith("mcp-own-")}
+    # The client's session ended: its Pod goes at once (the idle timeout is an hour); the spare its
+    # session asked for runs, attached by no one.
+    (spare,) = kubelet.wait(lambda: (alive := running()) and first not in alive and alive,
+                            "the first Pod gone and a spare Pod")
+    assert spare not in kubelet.fake.attached_pods
+    assert (mc.get(MCPSERVERS, ns, "own") or {})["status"]["warmSpares"] == 1
+
+    # The next client is served by the spare (started before it came), and never by the first Pod.
+    _, text = anyio.run(tools_and_time, url, "sse")
+    assert '"timezone": "UTC"' in text
+    assert kubelet.fake.attached_pods[-1] == spare
+    assert kubelet.fake.attached_pods.count(first) == 1
+    kubelet.wait(lambda: spare not in running(), "the second client's Pod to go")
+    assert kubelet.max_alive(ns) <= 3  # a client's Pod, the spare it took over, the next spare

@@ -2,7 +2,9 @@
 
 Instances count against the pool's `maxActive` (a session beyond it waits, then gets the pool's
 reason), an ended session releases its instance at once, and an abandoned one is stopped after
-the server's idle timeout. Driven over raw Streamable HTTP, so each session's life is explicit.
+the server's idle timeout; new sessions take warm spares (the pool's maxIdle), each serving one
+client only. Driven over raw HTTP, so each session's life is explicit. The pools of the tests
+about clients' instances keep no spares (maxIdle 0), so that every instance is a client's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import requests
 
-from tests.up.running import GUARD, Up, alive, nmcp_up, pool, time_server, wait_for, write
+from tests.up.running import GUARD, ROOT, VENV_BIN, Up, alive, nmcp_up, pool, time_server, wait_for, write
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
@@ -33,12 +35,12 @@ def open_session(up: Up) -> str:
     return response.headers["Mcp-Session-Id"]
 
 
-def instance_pids(up: Up) -> set[int]:
+def instance_pids(up: Up, command: bytes = b"mcp-server-time") -> set[int]:
     """The server processes nmcp up runs (each instance is one)."""
     found = set()
     for pid in up.processes():
         try:
-            if b"mcp-server-time" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if command in Path(f"/proc/{pid}/cmdline").read_bytes():
                 found.add(pid)
         except OSError:
             continue
@@ -72,7 +74,7 @@ class Watch:
 
 
 def test_instances_count_against_max_active_and_a_session_beyond_it_waits(tmp_path: Path) -> None:
-    write(tmp_path, "servers.yaml", pool(max_active=2, max_idle=2),
+    write(tmp_path, "servers.yaml", pool(max_active=2, max_idle=0),
           time_server("own", spec="isolation: session\nstartTimeout: 5s"))
     with nmcp_up(tmp_path, log_path=tmp_path / "up.log") as up:
         watch = Watch(up)
@@ -113,7 +115,7 @@ def fill_wait_and_release(up: Up) -> None:
 
 
 def test_an_abandoned_session_loses_its_instance_after_the_idle_timeout(tmp_path: Path) -> None:
-    write(tmp_path, "servers.yaml", pool(max_active=1, max_idle=1),
+    write(tmp_path, "servers.yaml", pool(max_active=1, max_idle=0),
           time_server("own", spec="isolation: session\nidleTimeout: 6s"))
     with nmcp_up(tmp_path, log_path=tmp_path / "up.log") as up:
         abandoned = open_session(up)  # never used again, never ended
@@ -132,3 +134,44 @@ def test_an_abandoned_session_loses_its_instance_after_the_idle_timeout(tmp_path
         wait_for(lambda: not instance_pids(up), "the ended session's instance to stop")
         back = post(up, {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, abandoned)
         assert "get_current_time" in back.text
+
+
+TEST_SERVER = ROOT / "tests" / "gateway" / "stdio_server.py"
+MODERN = "2026-07-28"
+
+
+def stateless_pid(up: Up) -> int:
+    """One 2026-07-28 request (a session of one request): the pid of the instance that served it."""
+    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "pid", "arguments": {}, "_meta": meta}}
+    response = requests.post(up.mcp_url("own"), data=json.dumps(call), timeout=GUARD, headers={
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": "pid"})
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    assert not result.get("isError"), result
+    return int(result["content"][0]["text"])
+
+
+def test_2026_requests_take_warm_spares_that_never_serve_another_client(tmp_path: Path) -> None:
+    write(tmp_path, "servers.yaml", pool(max_active=10, max_idle=2), f"""
+        apiVersion: nmcp.nwrx.io/v1
+        kind: MCPServer
+        metadata: {{name: own}}
+        spec:
+          command: [{VENV_BIN / "python"}, {TEST_SERVER}]
+          isolation: session
+        """)
+    with nmcp_up(tmp_path, log_path=tmp_path / "up.log") as up:
+        served = [stateless_pid(up)]  # the first is a cold start, and asks for a spare
+        for _ in range(4):
+            # A spare runs before the request is sent (started for no one), and serves it.
+            spares = wait_for(lambda: instance_pids(up, b"stdio_server.py") - set(served) or None, "a warm spare")
+            pid = stateless_pid(up)
+            assert pid in spares, (pid, spares)
+            assert pid not in served  # an instance never serves a second client
+            served.append(pid)
+        # Each request's instance stops with it; what runs after are spares, never more than maxIdle.
+        wait_for(lambda: not instance_pids(up, b"stdio_server.py") & set(served), "the used instances to stop")
+        assert len(instance_pids(up, b"stdio_server.py")) <= 2

@@ -148,7 +148,8 @@ def test_clients_arriving_together_at_an_idle_server_are_all_served(tmp_path: Pa
 
 
 def test_isolated_sessions_get_instances_of_their_own_that_end_with_them(tmp_path: Path) -> None:
-    write(tmp_path, "servers.yaml", pool(), time_server("own", spec="isolation: session"))
+    # maxIdle 0: no warm spares (test_up_instances), so each instance is a client's.
+    write(tmp_path, "servers.yaml", pool(max_idle=0), time_server("own", spec="isolation: session"))
     with nmcp_up(tmp_path, log_path=tmp_path / "up.log") as up:
         for zone in ("UTC", "Asia/Tokyo"):
             result = call_tool(up.mcp_url("own"), "get_current_time", {"timezone": zone})
