@@ -57,8 +57,7 @@ class Recorder:
 
     def record(self, events: list[dict[str, Any]]) -> None:
         for event in events:
-            self.telemetry.observe(event["server"], event["method"] or event["operation"], event["outcome"],
-                                   event.get("reason", ""), event["durationMs"] / 1000)
+            self.telemetry.observe(event)
             if self.auditing:
                 log.info(json.dumps(event, default=str))
 

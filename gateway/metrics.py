@@ -7,13 +7,15 @@ in `Gateway.metrics` are read when scraped, by a collector, so nothing has to ke
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.protocol.versions import CLIENT_METHODS
+from gateway.runtime import RuntimeError_
 from gateway.web import Gateway
 from nmcp.model.vocabulary import Phase
 
@@ -54,9 +56,15 @@ class _ServerCollector(Collector):
 
 
 class Telemetry:
-    """The app's registry: MCP requests and REST operations by server, method and outcome."""
+    """The app's registry: MCP requests and REST operations by server, method and outcome.
+
+    Clients choose the server names in URLs and the method names in messages: a name that is no
+    server's is labelled "" and a method MCP does not define "other", so that no client can make
+    the registry grow without bound.
+    """
 
     def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_ServerCollector(gw))
         self.calls = Counter("nmcp_gateway_calls", "MCP requests and REST operations, by outcome.",
@@ -67,20 +75,36 @@ class Telemetry:
                                  "Seconds from a request's arrival to its response (headers, for a stream).",
                                  ["server", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
 
-        # The series of each (server, method, outcome): `labels()` looks them up under a lock on every call.
-        self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        # The series of each (server, method or operation, outcome), with their labels: `labels()`
+        # looks them up under a lock on every call. Only keys of known labels are kept here.
+        self._series: dict[tuple[str, str, str], tuple[Any, Any, str, str]] = {}
 
-    def observe(self, server: str, method: str, outcome: str, reason: str, seconds: float) -> None:
-        key = (server, method, outcome)
+    def observe(self, event: Mapping[str, Any]) -> None:
+        """One audit event (gateway.audit): an answered MCP message (`method`) or REST operation
+        (`operation`, one of the gateway's own)."""
+        server, method, operation, outcome = event["server"], event["method"], event["operation"], event["outcome"]
+        key = (server, method or operation, outcome)
         series = self._series.get(key)
         if series is None:
-            series = (self.calls.labels(server, method, outcome), self.latency.labels(server, method))
-            self._series[key] = series
-        calls, latency = series
+            label_server = server if self._serves(server) else ""
+            label_method = (method if method in CLIENT_METHODS else "other") if method else operation
+            series = (self.calls.labels(label_server, label_method, outcome),
+                      self.latency.labels(label_server, label_method), label_server, label_method)
+            if (label_server, label_method) == (server, method or operation):
+                self._series[key] = series
+        calls, latency, label_server, label_method = series
         calls.inc()
         if outcome == "denied":
-            self.denials.labels(server, method, reason).inc()
-        latency.observe(seconds)
+            self.denials.labels(label_server, label_method, event.get("reason", "")).inc()
+        latency.observe(event["durationMs"] / 1000)
+
+    def _serves(self, server: str) -> bool:
+        namespace, _, name = server.rpartition("/")
+        try:
+            self.gw.runtime.resolve(name, namespace or None)
+        except RuntimeError_:
+            return False
+        return True
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

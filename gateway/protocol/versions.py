@@ -18,6 +18,16 @@ UPSTREAM_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {"form":
                                          "roots": {"listChanged": True}}
 ROUTABLE_CAPABILITIES = ("sampling", "elicitation", "roots")
 
+# The methods a client sends a server (requests and notifications) in the revisions served: the
+# names /metrics labels a series with (any other name a client makes up is one label, "other").
+CLIENT_METHODS = frozenset({
+    "initialize", "ping", "tools/list", "tools/call", "prompts/list", "prompts/get", "resources/list",
+    "resources/templates/list", "resources/read", "resources/subscribe", "resources/unsubscribe",
+    "logging/setLevel", "completion/complete", "tasks/get", "tasks/list", "tasks/result", "tasks/cancel",
+    "server/discover", "subscriptions/listen", "notifications/initialized", "notifications/cancelled",
+    "notifications/progress", "notifications/roots/list_changed", "notifications/tasks/status",
+})
+
 # Streamable HTTP headers (names as MCP writes them; HTTP compares them case-insensitively).
 SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"

@@ -93,9 +93,17 @@ def test_a_call_on_a_session_is_answered_audited_and_counted(audited: Gateway) -
     (event,) = wait_for(lambda: audit_events(audited, request_id), "the refused call's audit event")
     assert (event["server"], event["method"], event["outcome"], event["reason"]) == (
         "default/test", "no/such/method", "error", "-32601")
+    # Names a client makes up (methods, servers in URLs) are audited as sent, but are no series of
+    # their own in /metrics: "other" and "" hold them all, so no client can grow the registry.
+    for index in range(3):
+        lost = requests.post(f"{audited.url}/api/v1/servers/made-up-{index}/mcp", json=echo(10, "x"),
+                             headers={"Accept": "application/json, text/event-stream"}, timeout=10)
+        assert lost.status_code == 404
     metrics = requests.get(audited.url + "/metrics", timeout=10).text
     assert 'nmcp_gateway_calls_total{method="tools/call",outcome="ok",server="test"} 2.0' in metrics
-    assert 'nmcp_gateway_calls_total{method="no/such/method",outcome="error",server="default/test"} 1.0' in metrics
+    assert 'nmcp_gateway_calls_total{method="other",outcome="error",server="default/test"} 1.0' in metrics
+    assert "no/such/method" not in metrics and "made-up-" not in metrics
+    assert 'nmcp_gateway_calls_total{method="tools/call",outcome="error",server=""} 3.0' in metrics
 
 
 def test_a_call_on_a_session_passes_the_same_checks(audited: Gateway) -> None:
