@@ -4,12 +4,15 @@ The issuer's metadata is discovered from `/.well-known/openid-configuration` (Op
 failing that, `/.well-known/oauth-authorization-server` (RFC 8414); its JWKS is fetched once and
 kept. A token signed with a key the cache does not know makes the verifier fetch the JWKS again (a
 rotated key is picked up without a restart), at most once per REFETCH_INTERVAL so that tokens with
-made-up `kid`s cannot turn the gateway into a flood of requests at the issuer.
+made-up `kid`s cannot turn the gateway into a flood of requests at the issuer. One fetch at a time:
+a request that comes while the keys are being fetched waits for them, rather than being refused
+for a key the fetch is about to bring.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -55,6 +58,7 @@ class JwtVerifier:
         self._jwks_uri = ""
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
+        self._fetching = threading.Lock()  # a gevent lock in the gateway's worker (monkey-patched)
 
     def _fetch_json(self, url: str) -> dict[str, Any]:
         try:
@@ -95,8 +99,10 @@ class JwtVerifier:
         log.info("issuer %s: %d signing keys", self.issuer, len(keys))
 
     def _key(self, kid: str) -> jwt.PyJWK:
-        if kid not in self._keys and time.monotonic() - self._fetched_at >= REFETCH_INTERVAL:
-            self._refresh()
+        if kid not in self._keys:
+            with self._fetching:
+                if kid not in self._keys and time.monotonic() - self._fetched_at >= REFETCH_INTERVAL:
+                    self._refresh()
         key = self._keys.get(kid)
         if key is None:
             raise Rejected(f"the token is signed with key {kid!r}, which the issuer does not publish")
