@@ -2,23 +2,19 @@
 
 An agent in the cluster presents its projected ServiceAccount token, requested for one of
 NMCP_AUTH_TOKENREVIEW_AUDIENCES (audience-bound: a token minted for the API server, or for anything
-else, is refused). The verdict is kept for CACHE_SECONDS (never past the token's own expiry, which
-the API server checked), so a busy agent costs one review, not one per call. Its subject is the
+else, is refused). The verdict is kept for a few seconds (gateway.auth.verdicts), so a busy agent
+costs one review, not one per call. Its subject is the
 username the review returns, `system:serviceaccount:NAMESPACE:NAME`, and its groups.
 """
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Sequence
 from typing import Protocol
 
 from gateway.auth.identity import Identity
 from gateway.auth.tokens import IssuerUnavailable, Rejected
-
-CACHE_SECONDS = 10.0
-CACHE_SIZE = 10000
+from gateway.auth.verdicts import Verdicts, digest
 
 
 class Reviewer(Protocol):
@@ -29,18 +25,14 @@ class TokenReviewVerifier:
     def __init__(self, client: Reviewer, audiences: Sequence[str]) -> None:
         self.client = client
         self.audiences = tuple(audiences)
-        self._cache: dict[str, tuple[float, Identity | str]] = {}
+        self._verdicts: Verdicts[Identity | str] = Verdicts()  # a refusal too: each review is an API call
 
     def verify(self, token: str) -> Identity:
-        key = hashlib.sha256(token.encode()).hexdigest()
-        now = time.monotonic()
-        cached = self._cache.get(key)
-        if cached is None or cached[0] <= now:
-            if len(self._cache) >= CACHE_SIZE:
-                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-            cached = (now + CACHE_SECONDS, self._review(token))
-            self._cache[key] = cached
-        verdict = cached[1]
+        key = digest(token)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._review(token)
+            self._verdicts.put(key, verdict)
         if isinstance(verdict, str):
             raise Rejected(verdict)
         return verdict

@@ -4,7 +4,9 @@ The issuer's metadata is discovered from `/.well-known/openid-configuration` (Op
 failing that, `/.well-known/oauth-authorization-server` (RFC 8414); its JWKS is fetched once and
 kept. A token signed with a key the cache does not know makes the verifier fetch the JWKS again (a
 rotated key is picked up without a restart), at most once per REFETCH_INTERVAL so that tokens with
-made-up `kid`s cannot turn the gateway into a flood of requests at the issuer. One fetch at a time:
+made-up `kid`s cannot turn the gateway into a flood of requests at the issuer. A token accepted for
+an audience is accepted again without checking its signature for a few seconds, never past its
+expiry (gateway.auth.verdicts): the signature is most of the cost. One fetch at a time:
 a request that comes while the keys are being fetched waits for them, rather than being refused
 for a key the fetch is about to bring.
 """
@@ -21,6 +23,7 @@ import jwt
 import requests
 
 from gateway.auth.identity import Identity
+from gateway.auth.verdicts import Verdicts, digest
 
 log = logging.getLogger(__name__)
 REFETCH_INTERVAL = 10.0
@@ -50,7 +53,8 @@ def check_algorithms(algorithms: Iterable[str]) -> tuple[str, ...]:
 
 class JwtVerifier:
     def __init__(self, issuer: str, algorithms: Iterable[str],
-                 get: Callable[..., requests.Response] = requests.get) -> None:
+                 get: Callable[..., requests.Response] = requests.get, verdicts: Verdicts[Identity] | None = None,
+                 ) -> None:
         self.issuer = issuer
         self._base = issuer.rstrip("/")
         self.algorithms = check_algorithms(algorithms)
@@ -59,6 +63,7 @@ class JwtVerifier:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
         self._fetching = threading.Lock()  # a gevent lock in the gateway's worker (monkey-patched)
+        self._accepted = Verdicts() if verdicts is None else verdicts
 
     def _fetch_json(self, url: str) -> dict[str, Any]:
         try:
@@ -116,6 +121,15 @@ class JwtVerifier:
             return False
 
     def verify(self, token: str, audiences: Iterable[str]) -> Identity:
+        audiences = tuple(audiences)
+        key = digest(token, *audiences)
+        accepted = self._accepted.get(key)
+        if accepted is None:
+            accepted = self._verify(token, audiences)
+            self._accepted.put(key, accepted, lifetime=float(accepted.claims["exp"]) - time.time())
+        return accepted
+
+    def _verify(self, token: str, audiences: tuple[str, ...]) -> Identity:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as err:
