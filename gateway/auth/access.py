@@ -20,6 +20,7 @@ from flask import Response, current_app, g, has_request_context, jsonify, reques
 
 from gateway.auth.identity import Identity
 from gateway.auth.policy import OPERATIONS, Policy
+from gateway.protocol import jsonrpc
 from gateway.protocol.jsonrpc import INVALID_PARAMS, Message, error
 
 TOOL_NOT_ALLOWED = "tool_not_allowed"
@@ -45,10 +46,9 @@ def _server() -> tuple[str, str] | None:
 
 
 def _messages() -> list[Any]:
-    try:
-        decoded = json.loads(request.get_data() or b"null")
-    except ValueError:
-        return []
+    """The request's messages, read as the protocol reads them (a body it refuses has none here:
+    the view answers it)."""
+    decoded, _ = jsonrpc.parse(request.get_data())
     return decoded if isinstance(decoded, list) else [decoded]
 
 

@@ -104,8 +104,11 @@ def dumps(value: Any) -> bytes:
 
 
 def decode(data: bytes | str) -> Any:
-    """The JSON value of what a server sent; ValueError when it is not JSON."""
-    return json.loads(data)
+    """The JSON value of what a server sent; ValueError when it is not JSON (or nests too deeply to read)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
 
 
 def _no_constants(name: str) -> Any:

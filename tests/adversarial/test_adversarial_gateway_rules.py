@@ -1,6 +1,6 @@
 """The gateway's rules against hostile input, as pure functions: what a malformed JSON-RPC message
 is answered with, how long an unused session lives, when a server takes no more sessions, how the
-open-file limit is raised, and how the settings read."""
+open-file limit is raised, how the settings read, and how a server's stdout lines are read."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from gateway import limits
 from gateway.config import Config, ConfigError
 from gateway.protocol import jsonrpc
+from gateway.upstreams.stdio import StdioUpstream
 from nmcp.model.resources import DEFAULT_IDLE_TIMEOUT
 
 PARSE, INVALID, PARAMS = -32700, -32600, -32602
@@ -170,3 +171,33 @@ def test_the_new_settings_read_from_the_environment() -> None:
         Config.from_env({"NMCP_MAX_BODY": "1.5"})
     with pytest.raises(ConfigError, match="NMCP_HEADER_TIMEOUT: must be positive"):
         Config.from_env({"NMCP_HEADER_TIMEOUT": "0"})
+
+
+class _Lines:
+    """A stdio connection that has written `lines` and then ended."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines = list(lines)
+
+    def receive(self) -> bytes | None:
+        return self.lines.pop(0) if self.lines else None
+
+    def send(self, message: bytes) -> None:
+        raise AssertionError("nothing is sent here")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_server_line_nested_too_deep_is_skipped_and_the_next_message_arrives() -> None:
+    # A line that opens like a message but nests deeper than any parser reads: skipped like any
+    # line that is not JSON-RPC, never the end of the connection for every session on it.
+    received: list[dict[str, object]] = []
+    closed: list[object] = []
+    nested = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    answer = {"jsonrpc": "2.0", "id": 1, "result": {}}
+    upstream = StdioUpstream("hostile", _Lines([nested, json.dumps(answer).encode()]),  # type: ignore[arg-type]
+                             received.append, closed.append)
+    upstream._reader.join(timeout=10)
+    assert received == [answer]
+    assert upstream.skipped_lines == 1 and closed == [upstream]

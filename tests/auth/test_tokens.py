@@ -148,3 +148,14 @@ def test_an_open_gateway_beyond_loopback_refuses_to_start() -> None:
                           check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "without authentication" in proc.stderr + proc.stdout
+
+
+def test_a_body_nested_too_deep_from_a_caller_is_a_parse_error_not_a_crash(gateway: Gateway, issuer: Issuer) -> None:
+    # The policy reads the body of an allowed caller's POST (to refuse tool calls): it reads it as
+    # the protocol does, so a hostile body gets the answer it gets with authentication off.
+    token = issuer.token("alice", gateway.mcp("test"))
+    resp = requests.post(gateway.mcp("test"), data=b"[" * 100_000 + b"]" * 100_000, timeout=30, headers={
+        "Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+        "Authorization": f"Bearer {token}"})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == -32700
