@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from gateway import limits
-from gateway.auth import identity
+from gateway.auth import ANONYMOUS, Identity, identity
 from gateway.auth.access import visible_tools
 from gateway.bridge import Bridge
 from gateway.runtime import Runtime, RuntimeError_, ServerRef
@@ -44,6 +44,10 @@ class IdentityRequired(RuntimeError_):
 
     code = "identity_required"
     http_status = 403
+
+
+def caller_of(who: Identity) -> tuple[str, str]:
+    return who.via, who.subject
 
 
 def expirable(session: Session) -> bool:
@@ -80,6 +84,7 @@ class Hub:
         key = (ref, self._instance_key(ref, isolation))
         session = Session(new_session_id(), ref, transport)
         session.visible_tools = visible_tools()
+        session.caller = caller_of(identity())
         bridge = self.bridges.get(key)
         if bridge is None:
             bridge = Bridge(self.runtime, ref, instance=key[1], per_session=isolation == "session",
@@ -131,15 +136,21 @@ class Hub:
             idle = None  # the server went away: its sessions get the default
         return limits.session_timeout_for(self.configured_timeout, idle)
 
-    def get(self, session_id: str) -> Session | None:
-        return self.sessions.get(session_id)
+    def get(self, session_id: str, caller: Identity = ANONYMOUS) -> Session | None:
+        """The open session `session_id` names, if `caller` opened it."""
+        session = self.sessions.get(session_id)
+        return session if session is not None and session.caller == caller_of(caller) else None
 
     def park(self, session: Session) -> None:
         """Keep a stateless session whose request waits for the client's input (requestState = its id)."""
         self.parked[session.id] = session
 
-    def unpark(self, request_state: str) -> Session | None:
-        return self.parked.pop(request_state, None)
+    def unpark(self, request_state: str, caller: Identity = ANONYMOUS) -> Session | None:
+        """The parked request `request_state` names, if `caller` made it."""
+        session = self.parked.get(request_state)
+        if session is None or session.caller != caller_of(caller):
+            return None
+        return self.parked.pop(request_state)
 
     def close(self, session: Session) -> None:
         """End a session: wake its streams, detach it from its bridge."""

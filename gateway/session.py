@@ -68,6 +68,9 @@ class Session:
         # The caller's tool rule under an access policy (gateway.auth.access): tools/list results
         # show only the tools it allows.
         self.visible_tools: Callable[[str], bool] | None = None
+        # Who opened it (verifier, subject): a session id is not a credential, so a request naming
+        # this session from anyone else finds no session (gateway.hub.Hub.get).
+        self.caller = ("anonymous", "anonymous")
 
     def adopt(self, request: StatelessRequest) -> None:
         """Serve one 2026-07-28 request: its revision and declared capabilities are the session's."""

@@ -19,6 +19,7 @@ import gevent
 import gevent.queue
 from flask import Blueprint, Response, request
 
+from gateway.auth import identity
 from gateway.protocol import jsonrpc
 from gateway.web import (
     GONE,
@@ -71,7 +72,7 @@ def open_stream(name: str, namespace: str | None = None) -> Response:
 def post_message(name: str, namespace: str | None = None) -> tuple[str, int] | Response:
     gw = gateway()  # Origin and body size were checked before (web.guard_request)
     ref = resolve(name, namespace)
-    session = gw.hub.get(request.args.get("sessionId", ""))
+    session = gw.hub.get(request.args.get("sessionId", ""), identity())
     if session is None or session.ref != ref or session.transport != "sse":
         raise ApiError(404, "session_not_found", "no open SSE session with this sessionId; open .../sse again")
     body, malformed = parse_body()

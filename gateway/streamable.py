@@ -38,6 +38,7 @@ import gevent
 import gevent.queue
 from flask import Blueprint, Response, jsonify, request
 
+from gateway.auth import ANONYMOUS, Identity, identity
 from gateway.hub import Hub
 from gateway.protocol import jsonrpc, stateless
 from gateway.protocol.jsonrpc import CONNECTION_CLOSED, INVALID_PARAMS, INVALID_REQUEST
@@ -95,15 +96,15 @@ def _lookup(ref_name: str, namespace: str | None) -> tuple[Any, Session | None, 
     session_id = request.headers.get(SESSION_HEADER)
     if session_id is None:
         return ref, None, None
-    session = session_for(gateway().hub, session_id, ref)
+    session = session_for(gateway().hub, session_id, ref, identity())
     if session is None:
         return ref, None, _session_not_found()
     return ref, session, None
 
 
-def session_for(hub: Hub, session_id: str, ref: Any) -> Session | None:
-    """The open Streamable HTTP session `Mcp-Session-Id` names on this server, if any."""
-    session = hub.get(session_id)
+def session_for(hub: Hub, session_id: str, ref: Any, caller: Identity = ANONYMOUS) -> Session | None:
+    """The open Streamable HTTP session `Mcp-Session-Id` names on this server, if `caller` opened it."""
+    session = hub.get(session_id, caller)
     if session is None or session.ref != ref or session.transport != "streamable-http":
         return None
     return session
@@ -146,7 +147,7 @@ def post(name: str, namespace: str | None = None) -> Response:
                 return response
             params = message.get("params") if isinstance(message.get("params"), dict) else {}
             if params.get("requestState") is not None:  # a retry answering an InputRequiredResult
-                session = gw.hub.unpark(str(params["requestState"]))
+                session = gw.hub.unpark(str(params["requestState"]), identity())
                 if session is not None and session.ref != ref:
                     gw.hub.park(session)  # not this server's: leave it for the right retry
                     session = None

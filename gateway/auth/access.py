@@ -89,7 +89,7 @@ def _refuse_calls(who: Identity, visible: Callable[[str], bool], endpoint: str) 
     if endpoint == "mcp":  # Streamable HTTP takes no batches: the one message is this call
         return Response(json.dumps(refusal(refused[0], who)), status=200, content_type="application/json")
     # Legacy SSE: answers go on the session's stream; the POST is accepted like any other.
-    session = current_app.extensions["nmcp"].hub.get(request.args.get("sessionId", ""))
+    session = current_app.extensions["nmcp"].hub.get(request.args.get("sessionId", ""), who)
     if session is None:
         return None  # the view answers 404
     if len(refused) != len(_messages()):

@@ -110,3 +110,41 @@ def test_denials_are_audited(gateway: Gateway, issuer: Issuer) -> None:
     events = wait_for(refusals, "alice's refused call audited")
     assert all((e["outcome"], e["reason"], e["method"]) == ("denied", "tool_not_allowed", "tools/call")
                for e in events)
+
+
+def _post(url: str, token: str, message: dict[str, Any], session_id: str | None = None) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2025-06-18", **({"Mcp-Session-Id": session_id} if session_id else {})}
+    return requests.post(url, json=message, headers=headers, timeout=30)
+
+
+def test_a_session_answers_only_the_caller_who_opened_it(gateway: Gateway, issuer: Issuer) -> None:
+    # A session id is not a credential: bob, who may use the server too, cannot use, watch or end
+    # alice's session with its id, on either transport; to him it does not exist.
+    url = gateway.mcp("test")
+    alice, bob = issuer.token("alice", url), issuer.token("bob", url)
+    opened = _post(url, alice, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    assert opened.status_code == 200, opened.text
+    session_id = opened.headers["Mcp-Session-Id"]
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    for resp in (_post(url, bob, listing, session_id),
+                 requests.get(url, timeout=30, stream=True, headers={  # a stream would never end
+                     "Authorization": f"Bearer {bob}", "Mcp-Session-Id": session_id, "Accept": "text/event-stream"}),
+                 requests.delete(url, timeout=30, headers={"Authorization": f"Bearer {bob}",
+                                                           "Mcp-Session-Id": session_id})):
+        assert resp.status_code == 404, resp.status_code
+        assert resp.json()["error"]["data"]["code"] == "session_not_found"
+        resp.close()
+    assert "echo" in _post(url, alice, listing, session_id).text  # still alice's, and open
+
+    with requests.get(gateway.sse("test"), stream=True, timeout=30,
+                      headers={"Authorization": f"Bearer {alice}", "Accept": "text/event-stream"}) as stream:
+        lines = stream.iter_lines(decode_unicode=True)
+        endpoint = next(line for line in lines if line.startswith("data:"))[len("data:"):].strip()
+        message_url = gateway.url + endpoint if endpoint.startswith("/") else endpoint
+        refused = requests.post(message_url, json=listing, timeout=30, headers={"Authorization": f"Bearer {bob}"})
+        assert refused.status_code == 404, refused.text
+        accepted = requests.post(message_url, json=listing, timeout=30, headers={"Authorization": f"Bearer {alice}"})
+        assert accepted.status_code == 202, accepted.text
+

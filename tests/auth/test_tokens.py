@@ -9,6 +9,7 @@ import hmac
 import json
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import jwt
@@ -159,3 +160,28 @@ def test_a_body_nested_too_deep_from_a_caller_is_a_parse_error_not_a_crash(gatew
         "Authorization": f"Bearer {token}"})
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["code"] == -32700
+
+
+def test_a_2026_request_waiting_for_input_takes_it_only_from_its_caller(gateway: Gateway, issuer: Issuer) -> None:
+    # Both may use every tool here. alice's call asks her for sampling: its requestState names her
+    # parked request, which bob cannot answer (to him it is unknown), and alice then can.
+    url = gateway.mcp("test")
+    alice, bob = issuer.token("alice", url), issuer.token("bob", url)
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}
+
+    def ask(token: str, **params: Any) -> requests.Response:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "ask", "arguments": {"question": "six times seven?"}, "_meta": meta, **params}}
+        return requests.post(url, json=body, timeout=60, headers={
+            "Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "ask"})
+
+    first = ask(alice).json()["result"]
+    assert first["resultType"] == "input_required", first
+    (key,) = first["inputRequests"]
+    answer = {key: {"role": "assistant", "content": {"type": "text", "text": "42"}, "model": "test"}}
+    stolen = ask(bob, requestState=first["requestState"], inputResponses=answer)
+    assert stolen.status_code == 400 and "requestState" in stolen.text, stolen.text
+    done = ask(alice, requestState=first["requestState"], inputResponses=answer).json()["result"]
+    assert done["resultType"] == "complete" and done["content"][0]["text"] == "42", done
