@@ -75,15 +75,15 @@ class Telemetry:
                                  "Seconds from a request's arrival to its response (headers, for a stream).",
                                  ["server", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
 
-        # The series of each (server, method or operation, outcome), with their labels: `labels()`
+        # The series of each (server, method, operation, outcome), with their labels: `labels()`
         # looks them up under a lock on every call. Only keys of known labels are kept here.
-        self._series: dict[tuple[str, str, str], tuple[Any, Any, str, str]] = {}
+        self._series: dict[tuple[str, str, str, str], tuple[Any, Any, str, str]] = {}
 
     def observe(self, event: Mapping[str, Any]) -> None:
         """One audit event (gateway.audit): an answered MCP message (`method`) or REST operation
         (`operation`, one of the gateway's own)."""
         server, method, operation, outcome = event["server"], event["method"], event["operation"], event["outcome"]
-        key = (server, method or operation, outcome)
+        key = (server, method, operation, outcome)
         series = self._series.get(key)
         if series is None:
             label_server = server if self._serves(server) else ""
