@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,10 +28,11 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support import VENV_BIN, free_port  # noqa: E402
+from tests.support import VENV_BIN  # noqa: E402
+from tests.support.modern import modern, modern_headers  # noqa: E402
+from tests.up.running import nmcp_up  # noqa: E402
 
 SERVER = ROOT / "tests" / "gateway" / "stdio_server.py"
-MODERN = "2026-07-28"
 POOLS = {"cold": 0, "warm": 2}  # server (and pool) name -> maxIdle
 
 
@@ -56,15 +55,12 @@ spec:
     return "---\n".join(docs)
 
 
-def call_pid(base: str, name: str) -> tuple[float, int]:
+def call_pid(url: str) -> tuple[float, int]:
     """One stateless `tools/call pid`: seconds to the answer, and the pid that answered."""
-    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "pid", "arguments": {}, "_meta": meta}}
+    body = modern("tools/call", {"name": "pid", "arguments": {}})
     started = time.perf_counter()
-    response = requests.post(f"{base}/api/v1/servers/{name}/mcp", data=json.dumps(body), timeout=120, headers={
-        "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": "pid"})
+    response = requests.post(url, json=body, timeout=120, headers={
+        "Accept": "application/json, text/event-stream", **modern_headers("tools/call", "pid")})
     elapsed = time.perf_counter() - started
     response.raise_for_status()
     return elapsed, int(response.json()["result"]["content"][0]["text"])
@@ -77,36 +73,21 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "servers.yaml").write_text(manifests())
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        proc = subprocess.Popen([str(VENV_BIN / "nmcp"), "up", tmp, "--bind", f"127.0.0.1:{port}"],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("nmcp up did not get ready")
-                time.sleep(0.1)
+        manifests_dir = Path(tmp) / "manifests"
+        manifests_dir.mkdir()
+        (manifests_dir / "servers.yaml").write_text(manifests())
+        with nmcp_up(manifests_dir, log_path=Path(tmp) / "up.log") as up:
             latencies: dict[str, list[float]] = {name: [] for name in POOLS}
             pids: dict[str, list[int]] = {name: [] for name in POOLS}
             for name in POOLS:
-                call_pid(base, name)  # the first request of each is cold for both (no spare asked for yet)
+                call_pid(up.mcp_url(name))  # the first request of each is cold for both (no spare asked for yet)
             time.sleep(args.gap)
             for _ in range(args.rounds):
                 for name in POOLS:
-                    elapsed, pid = call_pid(base, name)
+                    elapsed, pid = call_pid(up.mcp_url(name))
                     latencies[name].append(elapsed)
                     pids[name].append(pid)
                 time.sleep(args.gap)
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=60)
 
     rows = {}
     for name, values in latencies.items():

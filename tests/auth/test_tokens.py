@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from tests.auth.conftest import authenticated_gateway, connect, servers
 from tests.gateway.conftest import Gateway
 from tests.support import ROOT, VENV_BIN, free_port, wait_for
+from tests.support.modern import modern, modern_headers
 from tests.support.oidc import Issuer
 
 pytestmark = pytest.mark.timeout(300)
@@ -167,15 +168,13 @@ def test_a_2026_request_waiting_for_input_takes_it_only_from_its_caller(gateway:
     # parked request, which bob cannot answer (to him it is unknown), and alice then can.
     url = gateway.mcp("test")
     alice, bob = issuer.token("alice", url), issuer.token("bob", url)
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}
 
     def ask(token: str, **params: Any) -> requests.Response:
-        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                "params": {"name": "ask", "arguments": {"question": "six times seven?"}, "_meta": meta, **params}}
+        body = modern("tools/call", {"name": "ask", "arguments": {"question": "six times seven?"}, **params},
+                      capabilities={"sampling": {}})
         return requests.post(url, json=body, timeout=60, headers={
             "Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
-            "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "ask"})
+            **modern_headers("tools/call", "ask")})
 
     first = ask(alice).json()["result"]
     assert first["resultType"] == "input_required", first

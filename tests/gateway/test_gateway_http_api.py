@@ -14,6 +14,7 @@ import requests
 
 from tests.gateway.conftest import Gateway
 from tests.support import wait_for
+from tests.support.modern import MODERN, modern, modern_headers
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
@@ -242,18 +243,6 @@ def test_the_sse_stream_starts_with_the_endpoint_event(gateway: Gateway) -> None
 
 
 # -- 2026-07-28 (stateless) -----------------------------------------------------------------------
-
-MODERN = "2026-07-28"
-
-
-def modern(method: str, params: dict[str, Any] | None = None, request_id: int = 1) -> dict[str, Any]:
-    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
-    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**(params or {}), "_meta": meta}}
-
-
-def modern_headers(method: str, name: str | None = None) -> dict[str, str]:
-    return {"MCP-Protocol-Version": MODERN, "Mcp-Method": method, **({"Mcp-Name": name} if name else {})}
-
 
 def test_server_discover_needs_no_session(gateway: Gateway) -> None:
     answer = post(gateway, "time", modern("server/discover"), **modern_headers("server/discover"))

@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from tests.support.modern import modern, modern_headers
 from tests.up.running import GUARD, ROOT, VENV_BIN, Up, alive, nmcp_up, pool, time_server, wait_for, write
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -137,17 +138,13 @@ def test_an_abandoned_session_loses_its_instance_after_the_idle_timeout(tmp_path
 
 
 TEST_SERVER = ROOT / "tests" / "gateway" / "stdio_server.py"
-MODERN = "2026-07-28"
 
 
 def stateless_pid(up: Up) -> int:
     """One 2026-07-28 request (a session of one request): the pid of the instance that served it."""
-    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
-    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "pid", "arguments": {}, "_meta": meta}}
-    response = requests.post(up.mcp_url("own"), data=json.dumps(call), timeout=GUARD, headers={
-        "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": "pid"})
+    call = modern("tools/call", {"name": "pid", "arguments": {}})
+    response = requests.post(up.mcp_url("own"), json=call, timeout=GUARD, headers={
+        "Accept": "application/json, text/event-stream", **modern_headers("tools/call", "pid")})
     assert response.status_code == 200, response.text
     result = response.json()["result"]
     assert not result.get("isError"), result
